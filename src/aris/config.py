@@ -1,0 +1,84 @@
+"""Settings: command-line flags win over ``ARIS_*`` environment variables, which win over the file.
+
+The file is ``~/.config/aris/config.toml`` (or ``$ARIS_CONFIG``); its keys are the field names.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("ARIS_CONFIG", Path.home() / ".config" / "aris" / "config.toml"))
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "aris"
+
+
+class ArisSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ARIS_", extra="ignore")
+
+    home: Path = Field(
+        default_factory=default_home, description="Where Aris keeps models, jobs and the store."
+    )
+    engine: Literal["transformers", "llamacpp", "openai", "fake"] = Field(
+        default="transformers", description="Which engine runs the model."
+    )
+    model: str | None = Field(
+        default=None, description="HF id, local folder, GGUF file, or the served model name for openai."
+    )
+    mmproj: str | None = Field(
+        default=None, description="GGUF vision projector (mmproj-*.gguf) for llamacpp."
+    )
+    base_url: str | None = Field(
+        default=None, description="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."
+    )
+    api_key: SecretStr | None = Field(default=None, description="Key for the OpenAI-compatible server.")
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="transformers device.")
+    dtype: Literal["auto", "bfloat16", "float32", "float16"] = Field(
+        default="auto", description="auto: bf16 on CUDA, float32 on CPU. float16 is refused (Gemma 3 breaks)."
+    )
+    quantization: Literal["none", "4bit"] = Field(
+        default="none", description="4bit: NF4 via bitsandbytes (CUDA)."
+    )
+    adapter: str | None = Field(
+        default=None, description="A LoRA adapter folder to load over the base model."
+    )
+    n_ctx: int = Field(default=8192, ge=512, description="llama.cpp context; CT/MRI volumes need >= 32768.")
+    n_threads: int | None = Field(default=None, ge=1, description="llama.cpp CPU threads.")
+    timeout: float = Field(
+        default=600.0, gt=0, description="Seconds before an HTTP request to a server gives up."
+    )
+    max_retries: int = Field(default=3, ge=0, description="Retries on 429/5xx with exponential backoff.")
+    max_new_tokens: int = Field(default=1024, ge=1, description="Longest reply.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_path()))
+
+    @classmethod
+    def from_flags(cls, **flags: Any) -> ArisSettings:
+        """Settings with the given flags on top; ``None`` means 'flag not given'."""
+        return cls(**{k: v for k, v in flags.items() if v is not None})
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"

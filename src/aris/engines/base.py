@@ -1,0 +1,89 @@
+"""The engine interface: stream a reply for a conversation of text and image parts.
+
+An engine receives Gemma turns built by :mod:`aris.prompt` (the one prompt builder) and
+yields raw text chunks, thought markers included; splitting thought from answer, parsing and
+recording happen above it, the same for every engine.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from aris.errors import BudgetError
+from aris.prompt import Turn, count_images
+from aris.types import GenerationParams
+
+IMAGE_TOKENS = 256  # soft tokens per image for every MedGemma build
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    vision: bool
+    max_context: int
+    max_images: int
+    json_schema: bool
+    image_tokens: int = IMAGE_TOKENS
+    concurrent_requests: int = 1
+
+
+class Engine(abc.ABC):
+    """A loaded model that can generate. Backends import their libraries only when constructed."""
+
+    kind: str = ""
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+
+    @property
+    @abc.abstractmethod
+    def capabilities(self) -> Capabilities: ...
+
+    @abc.abstractmethod
+    def stream(self, turns: list[Turn], params: GenerationParams) -> Iterator[str]:
+        """Yield raw text chunks of the model's reply (end-of-turn markers removed)."""
+
+    def count_text_tokens(self, text: str) -> int:
+        """Tokens of plain text. Backends with a tokenizer override this; the estimate errs high."""
+        return max(1, len(text) // 3)
+
+    def generate_batch(self, prompts: list[list[Turn]], params: GenerationParams) -> list[str]:
+        """Replies for several independent prompts. Engines that batch natively override this."""
+        return ["".join(self.stream(turns, params)) for turns in prompts]
+
+    def check_budget(self, turns: list[Turn], params: GenerationParams) -> None:
+        """Refuse a request that cannot fit, before any engine work, saying what to change."""
+        caps = self.capabilities
+        n_images = count_images(turns)
+        if n_images and not caps.vision:
+            raise BudgetError(
+                f"{self.kind} model {self.model_id!r} cannot take images; use a vision build "
+                "(for a GGUF, load it with its mmproj projector)"
+            )
+        if n_images > caps.max_images:
+            raise BudgetError(
+                f"{n_images} images exceed this engine's limit of {caps.max_images} per prompt; "
+                "sample fewer slices/tiles or raise the engine's image limit "
+                "(vLLM: --limit-mm-per-prompt '{\"image\": N}')"
+            )
+        from aris.prompt import render
+
+        text_tokens = self.count_text_tokens(render(turns))
+        needed = text_tokens + n_images * caps.image_tokens + params.max_new_tokens
+        if needed > caps.max_context:
+            raise BudgetError(
+                f"prompt needs about {needed} tokens ({n_images} images x {caps.image_tokens} + "
+                f"{text_tokens} text + {params.max_new_tokens} to generate) but the engine's context is "
+                f"{caps.max_context}; raise the context (--n-ctx / vLLM --max-model-len >= 32768) or "
+                "send fewer images"
+            )
+
+    def close(self) -> None:
+        """Release the model. Safe to call twice."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

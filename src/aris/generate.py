@@ -1,0 +1,80 @@
+"""The one generation path above the engines: prompt -> budget check -> stream -> split -> Result."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from aris.engines.base import Engine
+from aris.prompt import build_turns, count_images, prompt_hash
+from aris.result import Result, Timings
+from aris.thinking import ThoughtSplitter
+from aris.types import GenerationParams, Message, Provenance
+
+logger = logging.getLogger(__name__)
+
+OnPiece = Callable[[str, str], None]  # (kind, text): kind is "thought" or "answer"
+
+
+def generate(
+    engine: Engine,
+    messages: list[Message],
+    params: GenerationParams | None = None,
+    *,
+    on_piece: OnPiece | None = None,
+    task: str = "ask",
+    provenance: list[Provenance] | None = None,
+    prepare_s: float = 0.0,
+) -> Result:
+    """Run one conversation through ``engine`` and record it.
+
+    Thought never reaches ``text`` or an ``answer`` piece, whatever chunks the engine streams.
+    """
+    params = params or GenerationParams()
+    turns = build_turns(messages, think=params.think)
+    engine.check_budget(turns, params)
+    digest = prompt_hash(turns)
+    splitter = ThoughtSplitter()
+    raw: list[str] = []
+    answer: list[str] = []
+    thought: list[str] = []
+    t0 = time.perf_counter()
+    first: float | None = None
+
+    def take(pieces: list) -> None:  # type: ignore[type-arg]
+        for piece in pieces:
+            (thought if piece.kind == "thought" else answer).append(piece.text)
+            if on_piece is not None:
+                on_piece(piece.kind, piece.text)
+
+    for chunk in engine.stream(turns, params):
+        if first is None:
+            first = time.perf_counter() - t0
+        raw.append(chunk)
+        take(splitter.feed(chunk))
+    take(splitter.finish())
+    gen_s = time.perf_counter() - t0
+    raw_text = "".join(raw)
+    logger.info("generated %d chars in %.2fs (prompt %s)", len(raw_text), gen_s, digest[:12])
+    return Result(
+        task=task,
+        model=engine.model_id,
+        engine=engine.kind,
+        text="".join(answer).strip(),
+        thought="".join(thought).strip() or None,
+        raw=raw_text,
+        prompt_sha256=digest,
+        provenance=[_prov_dict(p) for p in provenance or []],
+        usage={
+            "images": count_images(turns),
+            "completion_tokens": engine.count_text_tokens(raw_text) if raw_text else 0,
+        },
+        timings=Timings(
+            prepare_s=prepare_s, first_token_s=first, generate_s=gen_s, total_s=prepare_s + gen_s
+        ),
+    )
+
+
+def _prov_dict(p: Provenance) -> dict:  # type: ignore[type-arg]
+    return {"kind": p.kind, "sources": p.sources, "details": p.details, "warnings": p.warnings}

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import jinja2
+import pytest
+from PIL import Image
+
+from aris.demo.tiny import chat_template
+from aris.errors import PromptError
+from aris.prompt import THINK_PREFIX, build_turns, prompt_hash, render, to_openai_messages
+from aris.types import ImagePart, Message, TextPart
+
+
+def _reference(messages: list[dict]) -> str:
+    """Gemma 3's own Jinja template, rendered independently of Aris's builder."""
+    env = jinja2.Environment()
+
+    def raise_exception(msg: str) -> None:
+        raise ValueError(msg)
+
+    env.globals["raise_exception"] = raise_exception
+    return env.from_string(chat_template()).render(
+        messages=messages, bos_token="<bos>", add_generation_prompt=True
+    )
+
+
+IMG = Image.new("RGB", (8, 8), (10, 20, 30))
+
+
+def test_system_is_folded_into_the_first_user_turn_exactly_as_the_template_does() -> None:
+    msgs = [
+        Message.system("You are an expert radiologist."),
+        Message.user(ImagePart(IMG), TextPart("  Describe this X-ray.  ")),
+    ]
+    got = render(build_turns(msgs))
+    want = _reference(
+        [
+            {"role": "system", "content": [{"type": "text", "text": "You are an expert radiologist."}]},
+            {
+                "role": "user",
+                "content": [{"type": "image"}, {"type": "text", "text": "  Describe this X-ray.  "}],
+            },
+        ]
+    )
+    assert got == want
+    assert got == (
+        "<bos><start_of_turn>user\nYou are an expert radiologist.\n\n<start_of_image>Describe this X-ray."
+        "<end_of_turn>\n<start_of_turn>model\n"
+    )
+
+
+def test_multi_turn_and_ct_layout_match_the_template() -> None:
+    parts: list = [TextPart("Instruction.")]
+    for i in range(3):
+        parts += [ImagePart(IMG), TextPart(f"SLICE {i + 1}")]
+    parts.append(TextPart("Is there a bleed?"))
+    msgs = [Message("user", parts), Message.assistant("No."), Message.user("Sure?")]
+    ref_content = [
+        {"type": "image"} if isinstance(p, ImagePart) else {"type": "text", "text": p.text} for p in parts
+    ]
+    want = _reference(
+        [
+            {"role": "user", "content": ref_content},
+            {"role": "assistant", "content": "No."},
+            {"role": "user", "content": "Sure?"},
+        ]
+    )
+    assert render(build_turns(msgs)) == want
+    assert "<start_of_image>SLICE 1<start_of_image>SLICE 2<start_of_image>SLICE 3Is there a bleed?" in want
+
+
+def test_thinking_prefix_goes_before_system_text() -> None:
+    turns = build_turns([Message.system("Be brief."), Message.user("Q?")], think=True)
+    assert render(turns).startswith(f"<bos><start_of_turn>user\n{THINK_PREFIX}Be brief.\n\nQ?")
+    turns = build_turns([Message.user("Q?")], think=True)
+    assert (
+        render(turns)
+        == f"<bos><start_of_turn>user\n{THINK_PREFIX}\n\nQ?<end_of_turn>\n<start_of_turn>model\n"
+    )
+
+
+def test_openai_messages_reproduce_the_template_on_the_server_side() -> None:
+    msgs = [Message.system("Sys."), Message.user(ImagePart(IMG), "Look.")]
+    turns = build_turns(msgs, think=True)
+    oai = to_openai_messages(turns)
+    assert oai[0] == {"role": "system", "content": THINK_PREFIX + "Sys."}
+    assert oai[1]["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
+    server_side = [
+        oai[0],
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Look."}]},
+    ]
+    assert _reference(server_side) == render(turns)
+
+
+@pytest.mark.parametrize(
+    "msgs",
+    [
+        [Message.user("a"), Message.user("b")],
+        [Message.assistant("a")],
+        [Message.user("a"), Message.system("late")],
+        [Message.user("a"), Message.assistant("b")],
+        [Message.system("only")],
+    ],
+)
+def test_bad_conversations_are_refused(msgs: list[Message]) -> None:
+    with pytest.raises(PromptError):
+        build_turns(msgs)
+
+
+def test_prompt_hash_sees_pixels() -> None:
+    a = build_turns([Message.user(ImagePart(IMG), "x")])
+    b = build_turns([Message.user(ImagePart(Image.new("RGB", (8, 8), (10, 20, 31))), "x")])
+    assert prompt_hash(a) != prompt_hash(b)
+    assert prompt_hash(a) == prompt_hash(build_turns([Message.user(ImagePart(IMG.copy()), "x")]))

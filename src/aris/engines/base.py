@@ -79,7 +79,7 @@ class Engine(abc.ABC):
                 "send fewer images"
             )
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most engines hold nothing to release
         """Release the model. Safe to call twice."""
 
     def __enter__(self) -> Engine:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aris.engines.base import Capabilities, Engine
+from aris.errors import ConfigError
+from aris.registry import resolve
+
+if TYPE_CHECKING:
+    from aris.config import ArisSettings
 
 ENGINES: dict[str, str] = {
     "transformers": "aris.engines.transformers:TransformersEngine",
@@ -11,4 +18,37 @@ ENGINES: dict[str, str] = {
     "fake": "aris.engines.fake:FakeEngine",
 }
 
-__all__ = ["ENGINES", "Capabilities", "Engine"]
+
+def load_engine(settings: ArisSettings) -> Engine:
+    """The one engine factory: the CLI, server, batch and eval all build engines here."""
+    cls = resolve(ENGINES, settings.engine, "engine")
+    if settings.engine == "transformers":
+        if not settings.model:
+            raise ConfigError("no model: pass --model (HF id or local folder) or set ARIS_MODEL")
+        return cls(  # type: ignore[no-any-return]
+            settings.model,
+            device=settings.device,
+            dtype=settings.dtype,
+            quantization=settings.quantization,
+            adapter=settings.adapter,
+        )
+    if settings.engine == "llamacpp":
+        if not settings.model:
+            raise ConfigError("no model: pass --model FILE.gguf (and --mmproj mmproj.gguf for images)")
+        return cls(  # type: ignore[no-any-return]
+            settings.model, mmproj=settings.mmproj, n_ctx=settings.n_ctx, n_threads=settings.n_threads
+        )
+    if settings.engine == "openai":
+        if not settings.base_url:
+            raise ConfigError("no server: pass --base-url http://HOST:PORT/v1 or set ARIS_BASE_URL")
+        return cls(  # type: ignore[no-any-return]
+            settings.base_url,
+            settings.model,
+            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+            timeout=settings.timeout,
+            max_retries=settings.max_retries,
+        )
+    return cls(settings.model or "fake")  # type: ignore[no-any-return]
+
+
+__all__ = ["ENGINES", "Capabilities", "Engine", "load_engine"]

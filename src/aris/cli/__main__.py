@@ -1,0 +1,3 @@
+from aris.cli import main
+
+main()

@@ -1,0 +1,56 @@
+"""Engine options shared by every command that runs a model (one definition, one precedence rule)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from aris.config import ArisSettings
+
+EngineOpt = Annotated[
+    str | None, typer.Option("--engine", help="transformers | llamacpp | openai (env ARIS_ENGINE).")
+]
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", "-m", help="HF id, local folder, GGUF file, or served model name.")
+]
+MmprojOpt = Annotated[str | None, typer.Option("--mmproj", help="GGUF vision projector for llamacpp.")]
+BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server URL (…/v1).")]
+ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", help="Key for the server (env ARIS_API_KEY).")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda (transformers).")]
+DtypeOpt = Annotated[
+    str | None, typer.Option("--dtype", help="auto | bfloat16 | float32 (float16 is refused).")
+]
+QuantOpt = Annotated[str | None, typer.Option("--quantization", help="none | 4bit (NF4, CUDA).")]
+AdapterOpt = Annotated[str | None, typer.Option("--adapter", help="LoRA adapter folder over the base model.")]
+NCtxOpt = Annotated[int | None, typer.Option("--n-ctx", help="llama.cpp context (volumes need >= 32768).")]
+MaxTokensOpt = Annotated[int | None, typer.Option("--max-new-tokens", help="Longest reply.")]
+
+
+def settings_from(
+    engine: str | None = None,
+    model: str | None = None,
+    mmproj: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    quantization: str | None = None,
+    adapter: str | None = None,
+    n_ctx: int | None = None,
+    max_new_tokens: int | None = None,
+) -> ArisSettings:
+    """Flags win over ARIS_* environment variables, which win over the config file."""
+    return ArisSettings.from_flags(
+        engine=engine,
+        model=model,
+        mmproj=mmproj,
+        base_url=base_url,
+        api_key=api_key,
+        device=device,
+        dtype=dtype,
+        quantization=quantization,
+        adapter=adapter,
+        n_ctx=n_ctx,
+        max_new_tokens=max_new_tokens,
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,11 +173,18 @@ def local_models(models_dir: Path) -> list[LocalModel]:
     return list(found.values())
 
 
+def _projector_rank(name: str) -> tuple[int, str]:
+    """F16 first (the usual, lossless-enough choice), then BF16, F32, the rest."""
+    tokens = set(re.split(r"[-_.]", Path(name).name.lower()))
+    for rank, dtype in enumerate(("f16", "bf16", "f32")):
+        if dtype in tokens:
+            return rank, name
+    return 3, name
+
+
 def find_mmproj(model_path: Path) -> Path | None:
     """The projector that usually sits beside a GGUF model (``mmproj-*.gguf``), F16 preferred."""
-    cands = sorted(
-        model_path.parent.glob("mmproj*.gguf"), key=lambda p: ("f16" not in p.name.lower(), p.name)
-    )
+    cands = sorted(model_path.parent.glob("mmproj*.gguf"), key=lambda p: _projector_rank(p.name))
     return cands[0] if cands else None
 
 
@@ -195,7 +203,7 @@ def pick_gguf_files(files: list[str], quant: str) -> tuple[str, str | None]:
     ggufs = [f for f in files if f.endswith(".gguf")]
     mmprojs = sorted(
         (f for f in ggufs if Path(f).name.lower().startswith("mmproj")),
-        key=lambda f: ("f16" not in f.lower(), f),
+        key=_projector_rank,
     )
     models = [
         f for f in ggufs if f not in mmprojs and fnmatch.fnmatch(Path(f).name.lower(), f"*{quant.lower()}*")

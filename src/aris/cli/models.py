@@ -20,7 +20,8 @@ def models_cmd() -> None:
     local = local_models(settings.models_dir)
     local_ids = {m.id for m in local}
     table = Table(title="MedGemma releases", show_lines=False)
-    for col in ("model", "size", "inputs", "engine", "thinking", "local"):
+    table.add_column("model", no_wrap=True)  # ids are copied into commands: never break them
+    for col in ("size", "inputs", "engine", "thinking", "local"):
         table.add_column(col)
     for info in REGISTRY.values():
         inputs = "+".join(info.modalities)

@@ -15,7 +15,9 @@ def test_registry_has_the_releases_with_their_capabilities() -> None:
     assert not REGISTRY["google/medgemma-27b-text-it"].vision
     assert REGISTRY["google/medgemma-27b-text-it"].thinking
     gguf = REGISTRY["unsloth/medgemma-1.5-4b-it-GGUF"]
-    assert gguf.engine == "llamacpp" and "Q4_K_M" in gguf.quants and gguf.base == "google/medgemma-1.5-4b-it"
+    assert gguf.engine == "llamacpp"
+    assert "Q4_K_M" in gguf.quants
+    assert gguf.base == "google/medgemma-1.5-4b-it"
 
 
 def test_gguf_file_choice_takes_the_quant_and_the_f16_projector() -> None:
@@ -29,7 +31,7 @@ def test_gguf_file_choice_takes_the_quant_and_the_f16_projector() -> None:
     ]
     assert pick_gguf_files(files, "Q4_K_M") == ("medgemma-1.5-4b-it-Q4_K_M.gguf", "mmproj-F16.gguf")
     assert pick_gguf_files(files, "q8_0")[0] == "medgemma-1.5-4b-it-Q8_0.gguf"
-    with pytest.raises(ArisError, match="no Q2_K file.*Q4_K_M"):
+    with pytest.raises(ArisError, match=r"no Q2_K file.*Q4_K_M"):
         pick_gguf_files(files, "Q2_K")
 
 
@@ -55,7 +57,7 @@ def test_missing_model_message_says_how_to_get_it() -> None:
 
 def test_pull_offline_fails_with_a_clear_message(aris_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ArisError, match="unreachable or HF_HUB_OFFLINE|cannot download"):
+    with pytest.raises(ArisError, match=r"unreachable or HF_HUB_OFFLINE|cannot download"):
         pull("google/medgemma-1.5-4b-it", aris_home / "models")
     result = CliRunner().invoke(app, ["pull", "google/medgemma-1.5-4b-it"])
     assert result.exit_code != 0

@@ -37,7 +37,8 @@ def test_ask_json_is_the_result_record(scripted: FakeEngine) -> None:
     assert record["text"] == "Answer."
     assert "thought" not in record
     assert record["notice"] == NOTICE
-    assert record["engine"] == "fake" and record["prompt_sha256"]
+    assert record["engine"] == "fake"
+    assert record["prompt_sha256"]
 
 
 def test_show_thought_prints_it_apart(scripted: FakeEngine) -> None:

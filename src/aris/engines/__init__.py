@@ -21,10 +21,15 @@ ENGINES: dict[str, str] = {
 
 def load_engine(settings: ArisSettings) -> Engine:
     """The one engine factory: the CLI, server, batch and eval all build engines here."""
+    if settings.engine in ("transformers", "llamacpp") and not settings.model:
+        raise ConfigError(
+            "no model: pass --model (HF id or local folder; for llamacpp a .gguf file plus --mmproj for images) "
+            "or set ARIS_MODEL"
+        )
+    if settings.engine == "openai" and not settings.base_url:
+        raise ConfigError("no server: pass --base-url http://HOST:PORT/v1 or set ARIS_BASE_URL")
     cls = resolve(ENGINES, settings.engine, "engine")
     if settings.engine == "transformers":
-        if not settings.model:
-            raise ConfigError("no model: pass --model (HF id or local folder) or set ARIS_MODEL")
         return cls(  # type: ignore[no-any-return]
             settings.model,
             device=settings.device,
@@ -33,14 +38,10 @@ def load_engine(settings: ArisSettings) -> Engine:
             adapter=settings.adapter,
         )
     if settings.engine == "llamacpp":
-        if not settings.model:
-            raise ConfigError("no model: pass --model FILE.gguf (and --mmproj mmproj.gguf for images)")
         return cls(  # type: ignore[no-any-return]
             settings.model, mmproj=settings.mmproj, n_ctx=settings.n_ctx, n_threads=settings.n_threads
         )
     if settings.engine == "openai":
-        if not settings.base_url:
-            raise ConfigError("no server: pass --base-url http://HOST:PORT/v1 or set ARIS_BASE_URL")
         return cls(  # type: ignore[no-any-return]
             settings.base_url,
             settings.model,

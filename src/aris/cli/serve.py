@@ -1,0 +1,78 @@
+"""``aris serve``: the API, task API, MCP endpoint and web UI in one process."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from aris.cli.app import app, console
+from aris.cli.options import (
+    AdapterOpt,
+    BaseUrlOpt,
+    DeviceOpt,
+    DtypeOpt,
+    EngineOpt,
+    MmprojOpt,
+    ModelOpt,
+    NCtxOpt,
+    QuantOpt,
+    settings_from,
+)
+from aris.notice import NOTICE
+
+
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[
+        str, typer.Option(help="Bind address; anything but loopback requires --api-key.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8765,
+    api_key: Annotated[
+        str | None,
+        typer.Option("--api-key", envvar="ARIS_SERVER_API_KEY", help="Bearer key clients must send."),
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None, typer.Option(help="Allowed browser origin (repeat). Off by default.")
+    ] = None,
+    max_upload_mb: Annotated[int, typer.Option(help="Largest upload (HTTP 413 beyond).")] = 2048,
+    keep_uploads: Annotated[bool, typer.Option(help="Keep uploads after their job.")] = False,
+    engine: EngineOpt = None,
+    model: ModelOpt = None,
+    mmproj: MmprojOpt = None,
+    base_url: BaseUrlOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    quantization: QuantOpt = None,
+    adapter: AdapterOpt = None,
+    n_ctx: NCtxOpt = None,
+) -> None:
+    """Serve MedGemma on this machine (127.0.0.1 by default)."""
+    import uvicorn
+
+    from aris.server import create_app
+    from aris.server.settings import ServerSettings
+
+    settings = ServerSettings(
+        host=host,
+        port=port,
+        api_key=api_key,
+        cors_origins=cors_origin or [],
+        max_upload_mb=max_upload_mb,
+        keep_uploads=keep_uploads,
+    )
+    settings.check_safe()
+    aris_settings = settings_from(
+        engine, model, mmproj, base_url, None, device, dtype, quantization, adapter, n_ctx
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    console.print(f"[bold]Aris[/] on http://{host}:{port}/ui · OpenAI API at /v1 · docs at /docs")
+    console.print(f"[yellow]{NOTICE}[/]")
+    uvicorn.run(
+        create_app(settings, aris_settings=aris_settings),
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="info",
+    )

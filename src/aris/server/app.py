@@ -19,6 +19,8 @@ from aris.config import ArisSettings
 from aris.engines.base import Engine
 from aris.errors import ArisError
 from aris.server.errors import APIError, api_error_handler, aris_error_handler, error_body
+from aris.server.job_routes import router as job_router
+from aris.server.jobs import JobManager
 from aris.server.metrics import Metrics
 from aris.server.routes import api, health
 from aris.server.runner import EngineRunner
@@ -106,6 +108,12 @@ def create_app(
         app.state.engine = eng
         app.state.model_name = settings.model_name or eng.model_id
         app.state.chat = ChatService(runner, app.state.model_name, aris_settings.max_new_tokens)
+        app.state.jobs = JobManager(
+            runner,
+            aris_settings.home,
+            keep_uploads=settings.keep_uploads,
+            max_upload_bytes=settings.max_upload_mb * 1024 * 1024,
+        )
         for hook in app.state.startup_hooks:
             await hook(app)
         logger.info("serving %s engine", eng.kind)
@@ -114,6 +122,7 @@ def create_app(
         finally:
             for hook in app.state.shutdown_hooks:
                 await hook(app)
+            app.state.jobs.close()
             if engine is None:
                 eng.close()
 
@@ -127,6 +136,7 @@ def create_app(
     app.state.aris_settings = aris_settings
     app.state.metrics = metrics
     app.state.chat = None
+    app.state.jobs = None
     app.state.started = time.time()
     app.state.adapters = [aris_settings.adapter] if aris_settings.adapter else []
     app.state.startup_hooks = []
@@ -150,6 +160,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, validation_handler)
     app.include_router(health)
     app.include_router(api)
+    app.include_router(job_router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]

@@ -8,8 +8,8 @@ stops the engine. A semaphore sized to the engine's ``concurrent_requests`` queu
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -69,15 +69,60 @@ class EngineRunner:
             self.metrics.in_flight.dec()
             self._slots.release()
 
-    async def first_and_rest(self, make: Callable[[], Iterator[T]]) -> tuple[float, AsyncIterator[T]]:
-        """Start a generation and wait for its first item, so errors surface before a stream starts."""
-        t0 = time.perf_counter()
-        agen = self.iterate(make)
-        first = await agen.__anext__()
+    async def call(self, fn: Callable[[Callable[[Any], None]], T]) -> AsyncIterator[Any]:
+        """Run ``fn(emit)`` on a worker thread holding an engine slot; yield what it emits, then its return.
 
-        async def rest() -> AsyncIterator[T]:
-            yield first
+        For work that drives the engine through callbacks (a task's ``on_token``) rather than an iterator.
+        Closing the consumer makes the next ``emit`` raise :class:`Cancelled`, which unwinds ``fn`` and
+        closes the engine's stream.
+        """
+        cancelled = threading.Event()
+
+        def make() -> Iterator[Any]:
+            box: queue.Queue[Any] = queue.Queue()
+
+            def emit(event: Any) -> None:
+                if cancelled.is_set():
+                    raise Cancelled
+                box.put(("event", event))
+
+            def work() -> None:
+                try:
+                    box.put(("return", fn(emit)))
+                except BaseException as e:
+                    box.put(("error", e))
+
+            t = threading.Thread(target=work, name="aris-task", daemon=True)
+            t.start()
+            try:
+                while True:
+                    kind, value = box.get()
+                    if kind == "event":
+                        yield value
+                    elif kind == "return":
+                        yield Returned(value)
+                        return
+                    else:
+                        raise value
+            finally:
+                cancelled.set()
+                t.join()
+
+        agen = self.iterate(make)
+        try:
             async for item in agen:
                 yield item
+        finally:
+            cancelled.set()
+            await agen.aclose()
 
-        return time.perf_counter() - t0, rest()
+
+class Cancelled(Exception):
+    """The consumer of a running generation went away."""
+
+
+class Returned:
+    """Wraps the return value of work run by :meth:`EngineRunner.call`."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aris.config import ArisSettings
@@ -23,6 +25,7 @@ from aris.errors import ArisError
 from aris.server.errors import APIError, api_error_handler, aris_error_handler, error_body
 from aris.server.job_routes import router as job_router
 from aris.server.jobs import JobManager
+from aris.server.mcp_tools import build_mcp
 from aris.server.metrics import Metrics
 from aris.server.routes import api, health
 from aris.server.runner import EngineRunner
@@ -87,6 +90,33 @@ class GuardMiddleware:
             access_logger.info("%s %s %d %.1fms", scope["method"], template, status, seconds * 1000)
 
 
+class KeyGuard:
+    """The MCP endpoint behind the same bearer-key check as the API (its app is built at startup)."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.app: ASGIApp | None = None
+        self.target: Any = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key = self.settings.api_key
+        if key is not None:
+            given = dict(scope["headers"]).get(b"authorization", b"").removeprefix(b"Bearer ")
+            if not secrets.compare_digest(given, key.get_secret_value().encode()):
+                resp = JSONResponse(
+                    error_body("missing or invalid API key", "authentication_error", "invalid_api_key"),
+                    status_code=401,
+                )
+                await resp(scope, receive, send)
+                return
+        if self.app is None:
+            await JSONResponse(error_body("starting", "server_error", "not_ready"), status_code=503)(
+                scope, receive, send
+            )
+            return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     settings: ServerSettings | None = None,
     *,
@@ -116,11 +146,19 @@ def create_app(
             keep_uploads=settings.keep_uploads,
             max_upload_bytes=settings.max_upload_mb * 1024 * 1024,
         )
+        mcp_guard.target = build_mcp(
+            runner,
+            roots=[Path(r) for r in settings.mcp_roots],
+            max_bytes=settings.max_upload_mb * 1024 * 1024,
+        )
+        mcp_http = mcp_guard.target.streamable_http_app(streamable_http_path="/mcp", host=settings.host)
+        mcp_guard.app = mcp_http.routes[0].app  # type: ignore[attr-defined]
         for hook in app.state.startup_hooks:
             await hook(app)
         logger.info("serving %s engine", eng.kind)
         try:
-            yield
+            async with mcp_guard.target.session_manager.run():
+                yield
         finally:
             for hook in app.state.shutdown_hooks:
                 await hook(app)
@@ -163,12 +201,15 @@ def create_app(
     app.include_router(health)
     app.include_router(api)
     app.include_router(job_router)
+    mcp_guard = KeyGuard(settings)
+    app.router.routes.append(Route("/mcp", endpoint=mcp_guard))
     web = Path(__file__).parent / "web"
     app.mount("/ui", StaticFiles(directory=web, html=True), name="ui")
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
         return RedirectResponse("/ui/")
+
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]

@@ -30,6 +30,7 @@ class ServerSettings(BaseSettings):
     )
     log_phi: bool = Field(default=False, description="Log paths and prompt text (never on by default).")
     model_name: str | None = Field(default=None, description="Name the server reports in /v1/models.")
+    mcp_roots: list[str] = Field(default_factory=list, description="Folders MCP tools over HTTP may read.")
 
     def is_loopback(self) -> bool:
         if self.host == "localhost":

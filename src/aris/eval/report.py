@@ -1,0 +1,179 @@
+"""Eval reports: the JSON record of a run rendered as Markdown and as a self-contained HTML page
+(metric, bootstrap confidence interval, yours vs published, per-subgroup tables, a bar plot), and the
+side-by-side comparison of two runs with the items whose answers changed."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from aris.notice import NOTICE
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None or v != v else f"{100 * v:.1f}"
+
+
+def _num(v: float | None, digits: int, empty: str = "—") -> str:
+    return empty if v is None else f"{v:.{digits}f}"
+
+
+def metric_rows(run: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for name, m in run["metrics"].items():
+        rows.append(
+            {
+                "metric": name,
+                "value": m["value"],
+                "ci": m.get("ci"),
+                "published": m.get("published"),
+                "n": m.get("n", len(run["items"])),
+            }
+        )
+    return rows
+
+
+def to_markdown(run: dict[str, Any]) -> str:
+    lines = [
+        f"# Aris eval: {run['task']} on {Path(run['dataset']).name}",
+        "",
+        f"- model: `{run['model']}` ({run['engine']})",
+        f"- items: {len(run['items'])} ({sum(1 for i in run['items'] if i.get('error'))} failed)",
+        f"- protocol: {json.dumps(run.get('protocol', {}))}",
+        f"- dataset sha256: `{run.get('dataset_sha256', '')[:16]}`",
+        f"- versions: {', '.join(f'{k} {v}' for k, v in run.get('versions', {}).items())}",
+        "",
+        "| metric | yours (%) | 95% CI | published MedGemma 1.5 4B (%) | n |",
+        "|---|---|---|---|---|",
+    ]
+    for r in metric_rows(run):
+        ci = f"{_pct(r['ci'][0])}–{_pct(r['ci'][1])}" if r["ci"] else "—"
+        pub = f"{r['published']:.1f}" if r["published"] is not None else "—"
+        lines.append(f"| {r['metric']} | {_pct(r['value'])} | {ci} | {pub} | {r['n']} |")
+    if run.get("subgroups"):
+        names = list(run["metrics"])
+        lines += [
+            "",
+            "## Subgroups",
+            "",
+            "| subgroup | n | " + " | ".join(names) + " |",
+            "|---|---|" + "---|" * len(names),
+        ]
+        for sub, vals in sorted(run["subgroups"].items()):
+            lines.append(f"| {sub} | {vals['n']} | " + " | ".join(_pct(vals.get(n)) for n in names) + " |")
+    lines += ["", f"> {NOTICE}", ""]
+    return "\n".join(lines)
+
+
+def _bar_svg(rows: list[dict[str, Any]]) -> str:
+    """A small inline SVG bar chart: yours (with CI whiskers) next to published, 0-100 %."""
+    w, bar, gap, h = 640, 18, 30, 40 + len(rows) * 2 * 30
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" '
+        'aria-label="metrics chart" font-family="sans-serif" font-size="12">'
+    ]
+    x0, scale = 170, (w - 200) / 100
+    for i, r in enumerate(rows):
+        y = 20 + i * 2 * gap
+        out.append(f'<text x="0" y="{y + 13}">{html.escape(r["metric"])}</text>')
+        val = 100 * (r["value"] if r["value"] == r["value"] else 0)
+        out.append(f'<rect x="{x0}" y="{y}" width="{val * scale:.1f}" height="{bar}" fill="#2f80c0"/>')
+        out.append(f'<text x="{x0 + val * scale + 6:.1f}" y="{y + 13}">{val:.1f}</text>')
+        if r["ci"]:
+            lo, hi = (100 * c for c in r["ci"])
+            out.append(
+                f'<line x1="{x0 + lo * scale:.1f}" x2="{x0 + hi * scale:.1f}" y1="{y + bar / 2}" '
+                f'y2="{y + bar / 2}" stroke="#111" stroke-width="2"/>'
+            )
+        if r["published"] is not None:
+            out.append(
+                f'<rect x="{x0}" y="{y + bar + 2}" width="{r["published"] * scale:.1f}" height="{bar / 2}" '
+                'fill="#bbb"/>'
+            )
+    out.append(
+        f'<text x="{x0}" y="{h - 4}" fill="#555">blue: yours (line: 95% CI) · grey: published</text></svg>'
+    )
+    return "".join(out)
+
+
+def to_html(run: dict[str, Any]) -> str:
+    md_rows = metric_rows(run)
+    esc = html.escape
+    table = "".join(
+        f"<tr><td>{esc(r['metric'])}</td><td>{_pct(r['value'])}</td>"
+        f"<td>{(_pct(r['ci'][0]) + '–' + _pct(r['ci'][1])) if r['ci'] else '—'}</td>"
+        f"<td>{_num(r['published'], 1)}</td><td>{r['n']}</td></tr>"
+        for r in md_rows
+    )
+    subs = ""
+    if run.get("subgroups"):
+        names = list(run["metrics"])
+        subs = (
+            "<h2>Subgroups</h2><table><tr><th>subgroup</th><th>n</th>"
+            + "".join(f"<th>{esc(n)}</th>" for n in names)
+            + "</tr>"
+            + "".join(
+                f"<tr><td>{esc(s)}</td><td>{v['n']}</td>"
+                + "".join(f"<td>{_pct(v.get(n))}</td>" for n in names)
+                + "</tr>"
+                for s, v in sorted(run["subgroups"].items())
+            )
+            + "</table>"
+        )
+    items = "".join(
+        f"<tr><td>{esc(str(i['id']))}</td><td>{esc(str(i.get('prediction')))}</td><td>{esc(str(i.get('reference')))}</td>"
+        f"<td>{_num(i.get('score'), 2, '')}</td><td>{esc(i.get('error') or '')}</td></tr>"
+        for i in run["items"][:500]
+    )
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Aris eval: {esc(run["task"])}</title>
+<style>body{{font:14px system-ui,sans-serif;margin:24px;max-width:1100px}}table{{border-collapse:collapse;margin:8px 0 18px}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}.notice{{background:#fff6d5;padding:8px;border:1px solid #e6c200}}</style>
+</head><body><h1>Aris eval: {esc(run["task"])} on {esc(Path(run["dataset"]).name)}</h1>
+<p class="notice">{esc(NOTICE)}</p>
+<p>model <code>{esc(run["model"])}</code> ({esc(run["engine"])}) · {len(run["items"])} items · protocol
+<code>{esc(json.dumps(run.get("protocol", {})))}</code> · dataset sha256 <code>{esc(run.get("dataset_sha256", "")[:16])}</code></p>
+<table><tr><th>metric</th><th>yours (%)</th><th>95% CI</th><th>published MedGemma 1.5 4B (%)</th><th>n</th></tr>{table}</table>
+{_bar_svg(md_rows)}{subs}
+<h2>Items</h2><table><tr><th>id</th><th>prediction</th><th>reference</th><th>score</th><th>error</th></tr>{items}</table>
+</body></html>"""
+
+
+def write_reports(run: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "run.json", "markdown": out_dir / "report.md", "html": out_dir / "report.html"}
+    paths["json"].write_text(json.dumps(run, indent=2, default=str))
+    paths["markdown"].write_text(to_markdown(run))
+    paths["html"].write_text(to_html(run))
+    return paths
+
+
+def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two runs side by side: each metric's values and difference, and the items whose answers changed."""
+    metrics = {}
+    for name in sorted(set(a["metrics"]) | set(b["metrics"])):
+        va = a["metrics"].get(name, {}).get("value")
+        vb = b["metrics"].get(name, {}).get("value")
+        metrics[name] = {"a": va, "b": vb, "delta": None if va is None or vb is None else vb - va}
+    ia = {str(i["id"]): i for i in a["items"]}
+    changed = []
+    for item in b["items"]:
+        old = ia.get(str(item["id"]))
+        if old is not None and old.get("prediction") != item.get("prediction"):
+            changed.append(
+                {
+                    "id": item["id"],
+                    "a": old.get("prediction"),
+                    "b": item.get("prediction"),
+                    "reference": item.get("reference"),
+                    "a_score": old.get("score"),
+                    "b_score": item.get("score"),
+                }
+            )
+    return {
+        "a": {"model": a["model"], "engine": a["engine"]},
+        "b": {"model": b["model"], "engine": b["engine"]},
+        "metrics": metrics,
+        "changed": changed,
+    }

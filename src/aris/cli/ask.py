@@ -10,20 +10,8 @@ from typing import Annotated
 import typer
 
 from aris.cli.app import app, console, err_console
-from aris.cli.options import (
-    AdapterOpt,
-    ApiKeyOpt,
-    BaseUrlOpt,
-    DeviceOpt,
-    DtypeOpt,
-    EngineOpt,
-    MaxTokensOpt,
-    MmprojOpt,
-    ModelOpt,
-    NCtxOpt,
-    QuantOpt,
-    settings_from,
-)
+from aris.cli.options import engine_options
+from aris.config import ArisSettings
 from aris.engines import load_engine
 from aris.generate import generate
 from aris.result import Result
@@ -59,6 +47,7 @@ def print_footer(result: Result) -> None:
 
 
 @app.command("ask")
+@engine_options
 def ask_cmd(
     question: Annotated[str, typer.Argument(help="The question, asked last (after any images).")],
     image: Annotated[
@@ -76,22 +65,10 @@ def ask_cmd(
     think: Annotated[bool, typer.Option("--think", help="Thinking mode (thought kept apart).")] = False,
     show_thought: Annotated[bool, typer.Option("--show-thought", help="Print the thought (stderr).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result record as JSON.")] = False,
-    engine: EngineOpt = None,
-    model: ModelOpt = None,
-    mmproj: MmprojOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_key: ApiKeyOpt = None,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
-    quantization: QuantOpt = None,
-    adapter: AdapterOpt = None,
-    n_ctx: NCtxOpt = None,
-    max_new_tokens: MaxTokensOpt = None,
+    *,
+    settings: ArisSettings,
 ) -> None:
     """Ask MedGemma a question and stream the answer."""
-    settings = settings_from(
-        engine, model, mmproj, base_url, api_key, device, dtype, quantization, adapter, n_ctx, max_new_tokens
-    )
     t0 = time.perf_counter()
     parts: list[Part] = []
     provenance = []

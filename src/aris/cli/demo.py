@@ -18,16 +18,8 @@ from rich.table import Table
 
 from aris.cli.app import app, console, err_console
 from aris.cli.ask import print_stream
-from aris.cli.options import (
-    BaseUrlOpt,
-    DeviceOpt,
-    DtypeOpt,
-    EngineOpt,
-    MmprojOpt,
-    ModelOpt,
-    NCtxOpt,
-    settings_from,
-)
+from aris.cli.options import engine_options
+from aris.config import ArisSettings
 from aris.engines import load_engine
 from aris.notice import DEMO_NOTICE
 from aris.types import GenerationParams
@@ -38,26 +30,19 @@ def demo_image() -> Path:
 
 
 @app.command("demo")
+@engine_options
 def demo_cmd(
     image: Annotated[
         Path | None, typer.Option(help="Another chest X-ray (DICOM/PNG) instead of the bundled one.")
     ] = None,
-    engine: EngineOpt = None,
-    model: ModelOpt = None,
-    mmproj: MmprojOpt = None,
-    base_url: BaseUrlOpt = None,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
-    n_ctx: NCtxOpt = None,
     max_new_tokens: Annotated[int, typer.Option(help="Longest reply.")] = 256,
+    *,
+    settings: ArisSettings,
 ) -> None:
     """Draft a chest X-ray report from a bundled real radiograph, end to end."""
     from aris.inputs import read
     from aris.tasks import get_task
 
-    settings = settings_from(engine, model, mmproj, base_url, None, device, dtype)
-    if n_ctx:
-        settings.n_ctx = n_ctx
     demo_model = settings.model is None and settings.engine == "transformers"
     if demo_model:
         from aris.demo.tiny import build_tiny_vlm

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -54,3 +58,49 @@ def settings_from(
         n_ctx=n_ctx,
         max_new_tokens=max_new_tokens,
     )
+
+
+ENGINE_FLAGS: dict[str, Any] = {
+    "engine": EngineOpt,
+    "model": ModelOpt,
+    "mmproj": MmprojOpt,
+    "base_url": BaseUrlOpt,
+    "api_key": ApiKeyOpt,
+    "device": DeviceOpt,
+    "dtype": DtypeOpt,
+    "quantization": QuantOpt,
+    "adapter": AdapterOpt,
+    "n_ctx": NCtxOpt,
+    "max_new_tokens": MaxTokensOpt,
+}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def engine_options(fn: F) -> F:
+    """Give a typer command every engine flag; the command receives ``settings: ArisSettings`` instead.
+
+    One definition of the flags and of their precedence (flags > ARIS_* > config file) for all commands.
+    """
+    # Resolve postponed annotations in the command's own module, so typer sees real objects.
+    hints = typing.get_type_hints(fn, include_extras=True)
+    sig = inspect.signature(fn)
+    own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()
+           if p.name != "settings"]
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ann)
+        for name, ann in ENGINE_FLAGS.items()
+        if name not in sig.parameters
+    ]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        flags = {name: kwargs.pop(name, None) for name in ENGINE_FLAGS if name not in sig.parameters}
+        return fn(*args, settings=settings_from(**flags), **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=own + added)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {
+        **{k: v for k, v in fn.__annotations__.items() if k != "settings"},
+        **{p.name: p.annotation for p in added},
+    }
+    return wrapper  # type: ignore[return-value]

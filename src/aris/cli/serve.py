@@ -8,22 +8,13 @@ from typing import Annotated
 import typer
 
 from aris.cli.app import app, console
-from aris.cli.options import (
-    AdapterOpt,
-    BaseUrlOpt,
-    DeviceOpt,
-    DtypeOpt,
-    EngineOpt,
-    MmprojOpt,
-    ModelOpt,
-    NCtxOpt,
-    QuantOpt,
-    settings_from,
-)
+from aris.cli.options import engine_options
+from aris.config import ArisSettings
 from aris.notice import NOTICE
 
 
 @app.command("serve")
+@engine_options
 def serve_cmd(
     host: Annotated[
         str, typer.Option(help="Bind address; anything but loopback requires --api-key.")
@@ -38,15 +29,8 @@ def serve_cmd(
     ] = None,
     max_upload_mb: Annotated[int, typer.Option(help="Largest upload (HTTP 413 beyond).")] = 2048,
     keep_uploads: Annotated[bool, typer.Option(help="Keep uploads after their job.")] = False,
-    engine: EngineOpt = None,
-    model: ModelOpt = None,
-    mmproj: MmprojOpt = None,
-    base_url: BaseUrlOpt = None,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
-    quantization: QuantOpt = None,
-    adapter: AdapterOpt = None,
-    n_ctx: NCtxOpt = None,
+    *,
+    settings: ArisSettings,
 ) -> None:
     """Serve MedGemma on this machine (127.0.0.1 by default)."""
     import uvicorn
@@ -54,7 +38,7 @@ def serve_cmd(
     from aris.server import create_app
     from aris.server.settings import ServerSettings
 
-    settings = ServerSettings(
+    server = ServerSettings(
         host=host,
         port=port,
         api_key=api_key,
@@ -62,15 +46,12 @@ def serve_cmd(
         max_upload_mb=max_upload_mb,
         keep_uploads=keep_uploads,
     )
-    settings.check_safe()
-    aris_settings = settings_from(
-        engine, model, mmproj, base_url, None, device, dtype, quantization, adapter, n_ctx
-    )
+    server.check_safe()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     console.print(f"[bold]Aris[/] on http://{host}:{port}/ui · OpenAI API at /v1 · docs at /docs")
     console.print(f"[yellow]{NOTICE}[/]")
     uvicorn.run(
-        create_app(settings, aris_settings=aris_settings),
+        create_app(server, aris_settings=settings),
         host=host,
         port=port,
         access_log=False,

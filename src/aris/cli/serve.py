@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -29,6 +30,9 @@ def serve_cmd(
     ] = None,
     max_upload_mb: Annotated[int, typer.Option(help="Largest upload (HTTP 413 beyond).")] = 2048,
     keep_uploads: Annotated[bool, typer.Option(help="Keep uploads after their job.")] = False,
+    mcp_root: Annotated[
+        list[Path] | None, typer.Option(help="Folder the MCP tools at /mcp may read (repeat).")
+    ] = None,
     *,
     settings: ArisSettings,
 ) -> None:
@@ -45,6 +49,7 @@ def serve_cmd(
         cors_origins=cors_origin or [],
         max_upload_mb=max_upload_mb,
         keep_uploads=keep_uploads,
+        mcp_roots=[str(p) for p in mcp_root or []],
     )
     server.check_safe()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

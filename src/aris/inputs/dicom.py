@@ -1,0 +1,468 @@
+"""One DICOM file: read its header cheaply, decode its pixels, and say clearly why not.
+
+Headers are parsed with large values deferred (pixel data stays on disk until a slice is chosen),
+which is what lets a 300-slice series be ordered before any pixel is decoded. Every failure becomes
+one of the input errors naming the file. Nothing here logs tag values: patient data stays out of logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filereader import data_element_generator
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.tag import BaseTag
+from pydicom.uid import UID
+
+from aris.inputs.errors import (
+    CorruptFileError,
+    NoPixelDataError,
+    UnsupportedTransferSyntaxError,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFER_BYTES = 4096
+"""Values larger than this (pixel data, big LUTs) are read from disk only when used."""
+
+PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # DICOMDIR
+
+_READ_ERRORS = (EOFError, ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError)
+
+
+def read_header(path: str | Path) -> Dataset:
+    """Parse a DICOM file without loading its pixel data.
+
+    Raises
+    ------
+    CorruptFileError
+        Missing, empty, not DICOM, or damaged beyond parsing.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise CorruptFileError(path, f"cannot be read ({e.strerror or type(e).__name__})") from e
+    if size == 0:
+        raise CorruptFileError(path, "empty file (0 bytes)")
+    try:
+        return pydicom.dcmread(path, defer_size=DEFER_BYTES)
+    except InvalidDicomError as e:
+        # No 'DICM' marker. Old ACR-NEMA style files start straight with a group 0008 element; read
+        # those, and only those, without the marker (forcing arbitrary bytes yields garbage data sets).
+        if _starts_like_raw_dataset(path):
+            try:
+                ds = pydicom.dcmread(path, defer_size=DEFER_BYTES, force=True)
+            except _READ_ERRORS as e2:
+                raise CorruptFileError(path, "damaged DICOM data set (cannot be parsed)") from e2
+            if len(ds) > 0 and ("SOPClassUID" in ds or any(k in ds for k in PIXEL_KEYWORDS)):
+                return ds
+        raise CorruptFileError(path, "not a DICOM file (no 'DICM' marker and no DICOM data set)") from e
+    except _READ_ERRORS as e:
+        raise CorruptFileError(path, f"damaged DICOM file ({type(e).__name__} while parsing)") from e
+
+
+def _starts_like_raw_dataset(path: Path) -> bool:
+    with path.open("rb") as f:
+        head = f.read(4)
+    return head[:2] in (b"\x08\x00", b"\x00\x08") and len(head) == 4
+
+
+def sop_class(ds: Dataset) -> UID | None:
+    """The SOP class from the data set, or the file meta when the data set lacks it."""
+    uid = ds.get("SOPClassUID") or getattr(ds, "file_meta", Dataset()).get("MediaStorageSOPClassUID")
+    return UID(str(uid)) if uid else None
+
+
+def sop_class_name(ds: Dataset) -> str:
+    """A readable name for the object's SOP class ("CT Image Storage"), or "unknown SOP class"."""
+    uid = sop_class(ds)
+    if uid is None:
+        return "unknown SOP class"
+    return uid.name if uid.name != str(uid) else f"SOP class {uid}"
+
+
+def is_dicomdir(ds: Dataset) -> bool:
+    return str(sop_class(ds) or "") == MEDIA_STORAGE_DIRECTORY or "DirectoryRecordSequence" in ds
+
+
+def expects_pixels(ds: Dataset) -> bool:
+    """True for SOP classes that are images, so a missing Pixel Data means a damaged file."""
+    name = sop_class_name(ds)
+    return "Image Storage" in name or name in ("Segmentation Storage", "RT Dose Storage")
+
+
+def has_pixels(ds: Dataset) -> bool:
+    return any(k in ds for k in PIXEL_KEYWORDS)
+
+
+def transfer_syntax(ds: Dataset) -> UID:
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    if ts:
+        return UID(str(ts))
+    # A raw data set read without file meta: pydicom worked out the encoding while parsing.
+    implicit, little = getattr(ds, "is_implicit_VR", True), getattr(ds, "is_little_endian", True)
+    if implicit:
+        return UID("1.2.840.10008.1.2")
+    return UID("1.2.840.10008.1.2.1" if little else "1.2.840.10008.1.2.2")
+
+
+def check_pixels(ds: Dataset, path: str | Path) -> None:
+    """Raise the right error when ``ds`` has no decodable image; cheap, decodes nothing.
+
+    Raises
+    ------
+    NoPixelDataError
+        A non-image object (SR, RT plan, KOS, presentation state, DICOMDIR ...).
+    CorruptFileError
+        An image object whose pixel data is missing or runs past the end of the file (truncated).
+    UnsupportedTransferSyntaxError
+        Compressed with a scheme no installed decoder handles.
+    """
+    path = Path(path)
+    if is_dicomdir(ds):
+        raise NoPixelDataError(path, "a DICOMDIR (media index) holds no image; open the folder instead")
+    if not has_pixels(ds):
+        if expects_pixels(ds) and "Rows" not in ds:
+            raise CorruptFileError(path, f"truncated: a {sop_class_name(ds)} file that ends before its image")
+        if expects_pixels(ds):
+            raise CorruptFileError(path, f"a {sop_class_name(ds)} file without pixel data (truncated?)")
+        raise NoPixelDataError(path, f"a {sop_class_name(ds)} object holds no image (no Pixel Data)")
+    raw = ds.get_item("PixelData", keep_deferred=True) if "PixelData" in ds else None
+    value_tell = getattr(raw, "value_tell", None)
+    length = getattr(raw, "length", None)
+    if value_tell is not None and length not in (None, 0xFFFFFFFF):
+        size = Path(path).stat().st_size
+        if value_tell + length > size:
+            raise CorruptFileError(
+                path,
+                f"truncated: pixel data needs {length} bytes, the file holds {max(0, size - value_tell)}",
+            )
+    ts = transfer_syntax(ds)
+    try:
+        decoder = get_decoder(ts)
+    except NotImplementedError as e:
+        name = ts.name if ts.is_transfer_syntax else f"an unknown transfer syntax ({ts})"
+        raise UnsupportedTransferSyntaxError(
+            path, f"pixel data is encoded as {name}; no installed decoder reads it"
+        ) from e
+    if not decoder.is_available:
+        missing = "; ".join(decoder.missing_dependencies)
+        raise UnsupportedTransferSyntaxError(
+            path, f"pixel data is encoded as {ts.name}; install a decoder for it ({missing})"
+        )
+
+
+def decode(ds: Dataset, path: str | Path, index: int | None = None) -> np.ndarray:
+    """Decode the stored pixel values (before any rescale) of one frame, or all frames.
+
+    ``index`` picks one frame of a multi-frame object without decoding the others. Colour data comes
+    back as RGB (pydicom converts YBR). The result is not cached on ``ds``.
+    """
+    check_pixels(ds, path)
+    path = Path(path)
+    try:
+        if "PixelData" not in ds:  # float pixel data: only the generic path knows it
+            arr = ds.pixel_array
+            return arr if index is None or arr.ndim < 3 or _frames(ds) == 1 else arr[index]
+        arr, _ = get_decoder(transfer_syntax(ds)).as_array(ds, index=index)
+        return arr
+    except (NotImplementedError, RuntimeError) as e:
+        raise UnsupportedTransferSyntaxError(
+            path,
+            f"pixel data encoded as {transfer_syntax(ds).name} could not be decoded ({type(e).__name__})",
+        ) from e
+    except (*_READ_ERRORS, OSError) as e:
+        raise CorruptFileError(
+            path, f"pixel data cannot be decoded: truncated or damaged ({type(e).__name__})"
+        ) from e
+
+
+def _frames(ds: Dataset) -> int:
+    try:
+        return max(1, int(ds.get("NumberOfFrames") or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def n_frames(ds: Dataset) -> int:
+    """Number of frames (1 for a single-frame object or a bad value)."""
+    return _frames(ds)
+
+
+def image_type(ds: Dataset) -> tuple[str, ...]:
+    """ImageType values, upper-case; multi-frame objects keep theirs in the frame type too."""
+    value = ds.get("ImageType")
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value.upper(),)
+    return tuple(str(v).upper() for v in value)
+
+
+def as_floats(value: Any, n: int) -> tuple[float, ...] | None:
+    """A multi-valued DS/FD element as ``n`` floats, or None when absent or malformed."""
+    if value is None:
+        return None
+    try:
+        seq = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+        out = tuple(float(v) for v in seq)
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == n and all(np.isfinite(out)) else None
+
+
+def as_int(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def frame_value(ds: Dataset, frame: int, sequence: str, keyword: str) -> Any:
+    """An attribute of an enhanced multi-frame object for one frame: per-frame group first, then shared.
+
+    e.g. ``frame_value(ds, 3, "PlanePositionSequence", "ImagePositionPatient")``.
+    """
+    for groups, i in (("PerFrameFunctionalGroupsSequence", frame), ("SharedFunctionalGroupsSequence", 0)):
+        seq = ds.get(groups)
+        if not seq or i >= len(seq):
+            continue
+        item = seq[i].get(sequence)
+        if item and keyword in item[0]:
+            return item[0][keyword].value
+    return None
+
+
+def rescale_dataset(ds: Dataset, frame: int | None = None) -> Dataset:
+    """The data set to hand to ``apply_modality_lut`` for one frame.
+
+    Single-frame objects carry Rescale Slope/Intercept (or a Modality LUT) at the top level, which is
+    what pydicom reads. Enhanced multi-frame objects keep them in the Pixel Value Transformation
+    functional group, which pydicom does not look into: copy them up for that frame.
+    """
+    if frame is None or "RescaleSlope" in ds or "ModalityLUTSequence" in ds:
+        return ds
+    slope = frame_value(ds, frame, "PixelValueTransformationSequence", "RescaleSlope")
+    intercept = frame_value(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept")
+    out = Dataset()
+    if slope is not None and intercept is not None:
+        out.RescaleSlope = slope
+        out.RescaleIntercept = intercept
+    return out
+
+
+# -- fast header scan -------------------------------------------------------------------------------
+
+_SCAN_TAGS: dict[int, str] = {
+    0x00041220: "DirectoryRecordSequence",
+    0x00080008: "ImageType",
+    0x00080016: "SOPClassUID",
+    0x00080060: "Modality",
+    0x0020000E: "SeriesInstanceUID",
+    0x00200011: "SeriesNumber",
+    0x00200012: "AcquisitionNumber",
+    0x00200013: "InstanceNumber",
+    0x00200032: "ImagePositionPatient",
+    0x00200037: "ImageOrientationPatient",
+    0x00280002: "SamplesPerPixel",
+    0x00280004: "PhotometricInterpretation",
+    0x00280008: "NumberOfFrames",
+    0x00280010: "Rows",
+    0x00280011: "Columns",
+    0x00280100: "BitsAllocated",
+    0x00280101: "BitsStored",
+    0x00280103: "PixelRepresentation",
+    0x00281052: "RescaleIntercept",
+    0x00281053: "RescaleSlope",
+    0x00283000: "ModalityLUTSequence",
+    0x52009229: "SharedFunctionalGroupsSequence",
+    0x52009230: "PerFrameFunctionalGroupsSequence",
+}
+_FAST_SYNTAXES = {"1.2.840.10008.1.2": True, "1.2.840.10008.1.2.1": False}  # uid -> implicit VR
+_FAST_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4"}  # CT, MR Image Storage
+_PIXEL_DATA = 0x7FE00010
+
+
+@dataclass(frozen=True)
+class HeaderSummary:
+    """What ordering a single-frame CT/MR slice needs, read without building a pydicom Dataset."""
+
+    sop_class: str
+    series_uid: str
+    series_number: int | None
+    modality: str
+    image_type: tuple[str, ...]
+    acquisition: int | None
+    instance: int | None
+    position: tuple[float, ...] | None
+    orientation: tuple[float, ...] | None
+    rows: int
+    columns: int
+    transfer_syntax: str
+    pixel_length: int | None  # None: encapsulated (undefined length)
+    pixel_offset: int
+    samples: int | None
+    photometric: str
+    bits_allocated: int | None
+    bits_stored: int | None
+    pixel_representation: int | None
+    rescale_slope: str | None
+    rescale_intercept: str | None
+    modality_lut: bool
+
+    @property
+    def native_16bit_grey(self) -> bool:
+        """Uncompressed little-endian 16-bit grey with every bit used: the stored values are the
+        file's bytes, so they can be read straight into numpy (what pydicom returns for them)."""
+        return (
+            self.transfer_syntax in _FAST_SYNTAXES
+            and self.samples == 1
+            and self.photometric == "MONOCHROME2"
+            and self.bits_allocated == 16
+            and self.bits_stored == 16
+            and self.pixel_representation in (0, 1)
+            and not self.modality_lut
+            and self.pixel_length == self.rows * self.columns * 2
+        )
+
+    def rescale(self) -> Dataset:
+        """A Dataset holding just this slice's Rescale Slope/Intercept, for ``apply_modality_lut``."""
+        ds = Dataset()
+        if self.rescale_slope is not None and self.rescale_intercept is not None:
+            ds.RescaleSlope = self.rescale_slope
+            ds.RescaleIntercept = self.rescale_intercept
+        return ds
+
+
+def scan_header(path: str | Path) -> HeaderSummary | None:
+    """Read the few attributes that order a slice, for single-frame CT/MR Image Storage files.
+
+    A folder scan is dominated by per-file parsing, not by bytes: pydicom's ``dcmread`` builds and
+    validates a whole Dataset (file meta included) even when only a dozen values are needed. This walks
+    the same raw elements with pydicom's own ``data_element_generator``, keeps the dozen, and stops at
+    Pixel Data, which is about twice as fast. Anything else (no DICM marker, big endian or deflated
+    encoding, multi-frame, DICOMDIR, other SOP classes, a damaged file) returns None: the caller then
+    uses :func:`read_header`, which handles and names every case.
+    """
+    try:
+        with open(path, "rb") as fp:
+            if fp.read(132)[128:132] != b"DICM":
+                return None
+            meta: dict[int, bytes] = {}
+            for el in data_element_generator(fp, False, True, stop_when=_not_meta):
+                meta[int(el.tag)] = el.value or b""
+            ts = _text(meta.get(0x00020010, b""))
+            implicit = _FAST_SYNTAXES.get(ts)
+            if implicit is None and not UID(ts).is_encapsulated:
+                return None
+            values: dict[str, bytes] = {}
+            pixel: list[int] = []
+
+            def stop(tag: BaseTag, vr: str | None, length: int) -> bool:
+                t = int(tag)  # int comparison: BaseTag's rich comparisons are slow in a hot loop
+                if t >= _PIXEL_DATA:
+                    if t == _PIXEL_DATA:
+                        pixel.append(length)
+                    return True
+                return False
+
+            for el in data_element_generator(fp, bool(implicit), True, stop_when=stop, defer_size=256):
+                name = _SCAN_TAGS.get(int(el.tag))
+                if name is not None:
+                    values[name] = el.value if isinstance(el.value, bytes) else b"?"
+            if not pixel:
+                return None
+            value_start = fp.tell() + (8 if implicit else 12)
+            size = os.fstat(fp.fileno()).st_size
+    except (OSError, *_READ_ERRORS, struct.error):
+        return None
+    sop = _text(values.get("SOPClassUID", b""))
+    if (
+        sop not in _FAST_SOP_CLASSES
+        or "DirectoryRecordSequence" in values
+        or "PerFrameFunctionalGroupsSequence" in values
+        or "SharedFunctionalGroupsSequence" in values
+        or (_int(values.get("NumberOfFrames")) or 1) != 1
+    ):
+        return None
+    length = pixel[0]
+    if length != 0xFFFFFFFF and value_start + length > size:
+        return None  # truncated: read_header/check_pixels say so, naming the file
+    rows, cols = _us(values.get("Rows")), _us(values.get("Columns"))
+    if not rows or not cols:
+        return None
+    image_type = _text(values.get("ImageType", b""))
+    return HeaderSummary(
+        sop_class=sop,
+        series_uid=_text(values.get("SeriesInstanceUID", b"")) or "(no SeriesInstanceUID)",
+        series_number=_int(values.get("SeriesNumber")),
+        modality=_text(values.get("Modality", b"")).upper(),
+        image_type=tuple(v.strip().upper() for v in image_type.split("\\")) if image_type else (),
+        acquisition=_int(values.get("AcquisitionNumber")),
+        instance=_int(values.get("InstanceNumber")),
+        position=as_floats(_multi(values.get("ImagePositionPatient")), 3),
+        orientation=as_floats(_multi(values.get("ImageOrientationPatient")), 6),
+        rows=rows,
+        columns=cols,
+        transfer_syntax=ts,
+        pixel_length=None if length == 0xFFFFFFFF else length,
+        pixel_offset=value_start,
+        samples=_us(values.get("SamplesPerPixel")),
+        photometric=_text(values.get("PhotometricInterpretation", b"")).upper(),
+        bits_allocated=_us(values.get("BitsAllocated")),
+        bits_stored=_us(values.get("BitsStored")),
+        pixel_representation=_us(values.get("PixelRepresentation")),
+        rescale_slope=_text(values["RescaleSlope"]) if "RescaleSlope" in values else None,
+        rescale_intercept=_text(values["RescaleIntercept"]) if "RescaleIntercept" in values else None,
+        modality_lut="ModalityLUTSequence" in values,
+    )
+
+
+def read_native(path: str | Path, summary: HeaderSummary) -> np.ndarray:
+    """The stored values of a slice for which ``summary.native_16bit_grey`` holds, read with numpy.
+
+    Equal to pydicom's ``pixel_array`` for such files (tested), at a fraction of the cost.
+    """
+    dtype = np.dtype("<i2" if summary.pixel_representation == 1 else "<u2")
+    count = summary.rows * summary.columns
+    try:
+        arr = np.fromfile(path, dtype=dtype, count=count, offset=summary.pixel_offset)
+    except OSError as e:
+        raise CorruptFileError(path, f"pixel data cannot be read ({type(e).__name__})") from e
+    if arr.size != count:
+        raise CorruptFileError(path, f"truncated: {arr.size} of {count} pixel values present")
+    return arr.reshape(summary.rows, summary.columns).astype(dtype.newbyteorder("="), copy=False)
+
+
+def _not_meta(tag: BaseTag, vr: str | None, length: int) -> bool:
+    return int(tag) >> 16 != 0x0002
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("ascii", "replace").strip(" \x00")
+
+
+def _multi(raw: bytes | None) -> list[str] | None:
+    return None if raw is None else _text(raw).split("\\")
+
+
+def _us(raw: bytes | None) -> int | None:
+    """An unsigned short (VR US), little endian as in every syntax the fast scan accepts."""
+    return int.from_bytes(raw[:2], "little") if raw is not None and len(raw) >= 2 else None
+
+
+def _int(raw: bytes | None) -> int | None:
+    return None if raw is None else as_int(_text(raw))

@@ -1,0 +1,137 @@
+"""A NIfTI volume (.nii, .nii.gz) -> the same slices a DICOM series of it would give.
+
+The volume is turned to the closest canonical orientation (RAS+) without resampling, slices are taken
+along the superior axis from feet to head (as "sort by z" orders a DICOM series), and each is shown
+as a radiologist views an axial DICOM slice: patient's right on the image left, anterior at the top.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import nibabel as nib
+import numpy as np
+from nibabel.filebasedimages import ImageFileError
+
+from aris.inputs.base import PreparedInput
+from aris.inputs.errors import CorruptFileError, SeriesError, UnsupportedFormatError
+from aris.inputs.volume import (
+    AXIAL_TOLERANCE_DEG,
+    CT_WINDOWS,
+    envelope_warnings,
+    minmax_grey,
+    sample_indices,
+    slice_parts,
+    window_ct,
+)
+from aris.types import Provenance
+
+logger = logging.getLogger(__name__)
+
+_MODALITIES = {"ct": "ct", "mri": "mri", "mr": "mri"}
+
+
+def read_nifti(path: str | Path, *, modality: Literal["ct", "mri", "mr"] = "ct") -> PreparedInput:
+    """Read a NIfTI volume into ``[img, "SLICE 1", img, "SLICE 2", ...]``.
+
+    NIfTI carries no modality, so the caller says which recipe applies: ``"ct"`` (values in HU after
+    the header's scl_slope/scl_inter, three windows into RGB) or ``"mri"`` (min-max over the whole
+    volume into grey). A 4D file gives its first volume, with a warning.
+
+    Raises
+    ------
+    UnsupportedFormatError
+        Not a NIfTI/Analyze file.
+    CorruptFileError
+        Truncated or damaged.
+    SeriesError
+        Fewer than three dimensions.
+    """
+    path = Path(path)
+    kind = _MODALITIES.get(str(modality).lower())
+    if kind is None:
+        raise SeriesError(path, f"modality {modality!r} has no volume recipe; use 'ct' or 'mri'")
+    try:
+        img = nib.load(path)
+    except ImageFileError as e:
+        raise UnsupportedFormatError(path, "not a NIfTI file Aris can read") from e
+    except FileNotFoundError as e:
+        raise CorruptFileError(path, "no such file") from e
+    except (OSError, EOFError, ValueError) as e:
+        raise CorruptFileError(path, f"damaged NIfTI file ({type(e).__name__})") from e
+    if not isinstance(img, nib.spatialimages.SpatialImage):
+        raise UnsupportedFormatError(path, "not a NIfTI volume")
+
+    warnings: list[str] = []
+    shape = tuple(int(s) for s in img.shape)
+    if len(shape) < 3:
+        raise SeriesError(path, f"a {len(shape)}D image, not a volume")
+    if len(shape) > 3:
+        extra = int(np.prod(shape[3:]))
+        warnings.append(f"{len(shape)}D file ({extra} volumes): the first volume used")
+        img = img.slicer[(..., *([0] * (len(shape) - 3)))]
+    original_axes = "".join(nib.aff2axcodes(img.affine))
+    canonical = nib.as_closest_canonical(img)
+    try:
+        data = canonical.get_fdata()  # applies scl_slope / scl_inter
+    except (OSError, EOFError, ValueError) as e:
+        raise CorruptFileError(path, f"damaged or truncated NIfTI data ({type(e).__name__})") from e
+    if np.isnan(data).any():
+        fill = float(np.nanmin(data)) if not np.isnan(data).all() else 0.0
+        warnings.append(f"{int(np.isnan(data).sum())} NaN voxels set to the volume minimum")
+        data = np.nan_to_num(data, nan=fill)
+
+    nx, ny, nz = data.shape
+    indices = sample_indices(nz)
+    # Radiological view of an axial slice: rows run anterior -> posterior, columns right -> left.
+    chosen = np.stack([data[::-1, ::-1, k].T for k in indices])
+    details: dict[str, Any] = {
+        "format": "NIfTI",
+        "shape": list(shape),
+        "voxel_size_mm": [round(float(z), 6) for z in canonical.header.get_zooms()[:3]],
+        "orientation_in_file": original_axes,
+        "orientation_used": "".join(nib.aff2axcodes(canonical.affine)),
+        "scl_slope": _scl(img, "scl_slope"),
+        "scl_inter": _scl(img, "scl_inter"),
+        "n_slices": nz,
+        "indices": indices,
+        "rows": ny,
+        "columns": nx,
+    }
+    if kind == "ct":
+        rgb = window_ct(chosen)
+        details["windows_hu"] = {"R": list(CT_WINDOWS[0]), "G": list(CT_WINDOWS[1]), "B": list(CT_WINDOWS[2])}
+    else:
+        rgb, (lo, hi) = minmax_grey(chosen, (float(data.min()), float(data.max())))
+        details["minmax"] = [lo, hi]
+
+    affine = canonical.affine[:3, :3]
+    normal = affine[:, 2] / np.linalg.norm(affine[:, 2])
+    spacing = float(np.linalg.norm(affine[:, 2]))
+    env, facts = envelope_warnings(
+        n_slices=nz, rows=ny, columns=nx, normal=normal, gaps=[spacing] * max(nz - 1, 0) or None
+    )
+    oblique = max(math.degrees(float(a)) for a in nib.affines.obliquity(canonical.affine))
+    facts["obliquity_deg"] = round(oblique, 2)
+    if oblique > AXIAL_TOLERANCE_DEG and not any("from axial" in w for w in env):
+        env.append(f"oblique volume ({oblique:.0f} degrees): reoriented to the closest axes, not resampled")
+    details.update(facts)
+    warnings.extend(env)
+    logger.info("nifti: %s -> %d slices of %d (%s)", "x".join(map(str, shape)), len(indices), nz, kind)
+    return PreparedInput(
+        kind=kind,  # type: ignore[arg-type]
+        parts=slice_parts(rgb),
+        provenance=Provenance(kind=kind, sources=[str(path)], details=details, warnings=warnings),
+        extra={"indices": indices},
+    )
+
+
+def _scl(img: Any, key: str) -> float | None:
+    try:
+        value = float(img.header[key])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value

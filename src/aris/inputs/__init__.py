@@ -1,0 +1,329 @@
+"""Clinical inputs: ``read(path, kind="auto", **options) -> PreparedInput``.
+
+One call turns a file, folder, zip (or list of DICOM files) into exactly what MedGemma was trained
+on, following the recipes in MEDGEMMA.md. The readers, one per format:
+
+=========  ===========================================  ===================================
+kind       source                                       reader
+=========  ===========================================  ===================================
+cxr/image  DICOM CR/DX/SC/photo, PNG, JPEG              :func:`aris.inputs.images.read_image`
+ct/mri     DICOM folder/zip/file list, NIfTI            :func:`aris.inputs.series.read_series`,
+                                                        :func:`aris.inputs.nifti.read_nifti`
+wsi        SVS, tiled TIFF, DICOM-SM                    :func:`aris.inputs.wsi.read_wsi`
+pdf        PDF (lab reports)                            :func:`aris.inputs.pdf.read_pdf`
+fhir       R4 Bundle JSON, NDJSON                       :func:`aris.inputs.fhir.read_fhir`
+=========  ===========================================  ===================================
+
+Readers are imported when first used, so ``import aris.inputs`` stays light and a reader's heavy
+libraries (wsidicom, pypdfium2, fhir.resources) load only for its kind.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import math
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aris.errors import ArisError, ConfigError, InputError
+from aris.inputs.base import Kind, Padding, PreparedInput
+from aris.types import ImagePart, TextPart
+
+logger = logging.getLogger(__name__)
+
+KINDS: tuple[str, ...] = ("cxr", "image", "ct", "mri", "wsi", "pdf", "fhir", "auto")
+IMAGE_TOKENS = 256  # soft tokens per image (mm_tokens_per_image)
+IMAGE_MARKER_TOKENS = 4  # "\n\n", <start_of_image>, <end_of_image>, "\n\n" around each image
+CHARS_PER_TOKEN = 3  # the same deliberately high estimate as Engine.count_text_tokens
+
+# CLI-style aliases for reader options
+_ALIASES = {"series": "series_uid"}
+
+
+def _reader(kind: str, path: Path | None) -> Callable[..., PreparedInput]:
+    if kind in ("cxr", "image"):
+        from aris.inputs.images import read_image
+
+        return read_image
+    if kind in ("ct", "mri"):
+        if path is not None and path.is_file() and _is_nifti(path):
+            from aris.inputs.nifti import read_nifti
+
+            return read_nifti
+        from aris.inputs.series import read_series
+
+        return read_series
+    if kind == "wsi":
+        from aris.inputs.wsi import read_wsi
+
+        return read_wsi
+    if kind == "pdf":
+        from aris.inputs.pdf import read_pdf
+
+        return read_pdf
+    if kind == "fhir":
+        from aris.inputs.fhir import read_fhir
+
+        return read_fhir
+    raise ConfigError(f"unknown input kind {kind!r}; choose one of {', '.join(KINDS)}")
+
+
+def _is_nifti(path: Path) -> bool:
+    from aris.inputs.detect import HEAD, _nifti_magic
+
+    with path.open("rb") as f:
+        return _nifti_magic(path, f.read(HEAD))
+
+
+def _options_of(fn: Callable[..., Any]) -> set[str]:
+    return {
+        name
+        for name, p in inspect.signature(fn).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+
+
+@functools.cache
+def _all_options() -> frozenset[str]:
+    names: set[str] = set()
+    for kind in ("cxr", "ct", "wsi", "pdf", "fhir"):
+        names |= _options_of(_reader(kind, None))
+    from aris.inputs.nifti import read_nifti
+
+    return frozenset(names | _options_of(read_nifti))
+
+
+def read(path: str | Path | Sequence[str | Path], kind: str = "auto", **options: Any) -> PreparedInput:
+    """Read a file, folder, zip or list of DICOM files into the model-ready input.
+
+    Parameters
+    ----------
+    path
+        What to read. A folder or zip is one input when it holds one DICOM series (CT/MR) or one
+        DICOM-SM pyramid, or a single file; folders of separate files go through :func:`read_many`.
+    kind
+        ``cxr``, ``image``, ``ct``, ``mri``, ``wsi``, ``pdf``, ``fhir`` or ``auto`` (detected from the
+        content by :func:`aris.inputs.detect.detect_kind`).
+    options
+        Passed to the reader that takes them: ``pad_square`` (images), ``series_uid``/``series``
+        (series), ``magnification``, ``max_tiles``, ``seed``, ``pad_edges`` (wsi), ``dpi``,
+        ``max_pages`` (pdf), ``token_budget`` (fhir). An option another reader takes is ignored
+        with a warning in the provenance; an option no reader takes is an error.
+
+    Raises
+    ------
+    InputError
+        (one of :mod:`aris.inputs.errors`) naming the file and the problem.
+    ConfigError
+        An unknown kind or option.
+    """
+    if kind not in KINDS:
+        raise ConfigError(f"unknown input kind {kind!r}; choose one of {', '.join(KINDS)}")
+    options = {_ALIASES.get(k, k): v for k, v in options.items()}
+    unknown = set(options) - _all_options()
+    if unknown:
+        raise ConfigError(f"unknown input option(s) {', '.join(sorted(unknown))}")
+    if not isinstance(path, str | Path):
+        return _read_list([Path(p) for p in path], kind, options)
+    path = Path(path)
+    from aris.inputs.detect import detect_kind
+
+    if path.is_dir():
+        files = [p for p in path.iterdir() if not p.name.startswith(".")]
+        if len(files) == 1 and files[0].is_file():
+            return read(files[0], kind, **options)  # an upload folder of one file
+    if kind == "auto":
+        kind = detect_kind(path)
+    if path.is_file() and zipfile.is_zipfile(path) and kind not in ("ct", "mri") and not _is_dicom(path):
+        return _read_zip(path, kind, options)
+    return _dispatch(path, kind, options)
+
+
+def _is_dicom(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(132)[128:132] == b"DICM"
+
+
+def _dispatch(source: Path | list[Path], kind: str, options: dict[str, Any]) -> PreparedInput:
+    fn = _reader(kind, source if isinstance(source, Path) else None)
+    accepted = _options_of(fn)
+    ignored = sorted(set(options) - accepted)
+    call = {k: v for k, v in options.items() if k in accepted}
+    if "modality" in accepted and kind in ("ct", "mri"):
+        call.setdefault("modality", kind)
+    prepared = fn(source, **call)
+    if kind in ("cxr", "image") and prepared.kind != kind:
+        prepared.kind = kind  # the caller knows a PNG is a chest X-ray; the reader cannot
+        prepared.provenance.kind = kind
+    if ignored:
+        prepared.provenance.warnings.append(
+            f"option(s) {', '.join(ignored)} do not apply to {kind} input; ignored"
+        )
+    return prepared
+
+
+def _read_list(files: list[Path], kind: str, options: dict[str, Any]) -> PreparedInput:
+    """A list of files is one DICOM series (CT/MR) or one DICOM-SM pyramid."""
+    if not files:
+        raise InputError(None, "no files given")
+    if kind == "auto":
+        from aris.inputs.detect import detect_kind
+
+        kinds = {detect_kind(f) for f in files}
+        vol = kinds & {"ct", "mri", "wsi"}
+        if len(files) == 1:
+            kind = kinds.pop()
+        elif len(vol) == 1:
+            kind = vol.pop()
+        else:
+            raise InputError(
+                files[0],
+                f"a list of {len(files)} files of kinds {sorted(kinds)} is not one input; use read_many",
+            )
+    if len(files) == 1:
+        return _dispatch(files[0], kind, options)
+    if kind not in ("ct", "mri", "wsi"):
+        raise InputError(
+            files[0], f"a list of files is one input only for ct, mri or wsi, not {kind}; use read_many"
+        )
+    return _dispatch(files, kind, options)
+
+
+def _read_zip(path: Path, kind: str, options: dict[str, Any]) -> PreparedInput:
+    """A zip for a non-series kind: unpack it safely, read the one input inside, forget the files.
+
+    Readers return images decoded into memory, so the temporary folder can go once they return.
+    """
+    from aris.inputs.archive import safe_extract
+
+    with tempfile.TemporaryDirectory(prefix="aris-zip-") as tmp:
+        safe_extract(path, Path(tmp) / "x")
+        root = Path(tmp) / "x"
+        try:
+            prepared = read(root, kind, **options)
+        except InputError as e:  # name the zip the user gave, not our temporary folder
+            raise type(e)(path, e.problem) from e
+        for p in prepared.parts:
+            if isinstance(p, ImagePart):
+                p.image.load()
+    prepared.provenance.sources = [str(path)]
+    return prepared
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A file ``read_many`` could not read, and why (the error's message names the file)."""
+
+    path: str
+    error: str
+    type: str
+
+
+def read_many(
+    paths: Iterable[str | Path],
+    kind: str = "auto",
+    *,
+    on_progress: Callable[[int, Path, PreparedInput | Failure], None] | None = None,
+    keep: bool = True,
+    **options: Any,
+) -> tuple[list[PreparedInput], list[Failure]]:
+    """Read several inputs, going on past bad ones.
+
+    Returns the inputs read, in order, and a :class:`Failure` for each one that could not be read.
+    ``on_progress(i, path, result)`` is called after each (for progress bars, or to write each
+    input out); with ``keep=False`` the inputs are handed to it only, not collected, so a folder of
+    slides is never held in memory at once. Option and kind errors (:class:`~aris.errors.ConfigError`)
+    are not per-file problems and still raise.
+    """
+    inputs: list[PreparedInput] = []
+    failures: list[Failure] = []
+    for i, p in enumerate(paths):
+        p = Path(p)
+        result: PreparedInput | Failure
+        try:
+            result = read(p, kind, **options)
+            if keep:
+                inputs.append(result)
+        except ConfigError:
+            raise
+        except ArisError as e:
+            result = Failure(str(p), str(e), type(e).__name__)
+            failures.append(result)
+        if on_progress is not None:
+            on_progress(i, p, result)
+    logger.info("read_many: %d read, %d failed", len(inputs), len(failures))
+    return inputs, failures
+
+
+def text_tokens(text: str) -> int:
+    """Tokens of plain text, estimated high (3 characters a token) like ``Engine.count_text_tokens``."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN) if text else 0
+
+
+def estimate_tokens(prepared: PreparedInput, image_tokens: int = IMAGE_TOKENS) -> dict[str, int]:
+    """What a prepared input costs in the prompt: images x 256 soft tokens plus its text.
+
+    ``label_tokens`` counts the text parts between images ("SLICE 1" ...); ``context_tokens`` the
+    optional ``text`` (a PDF's text layer; for FHIR it is the same text as the part and is not
+    counted twice). ``total`` = images x (256 + 4 marker tokens) + labels + context, the number to
+    hold against an engine's context length.
+    """
+    n_images = len(prepared.images)
+    labels = sum(text_tokens(p.text) for p in prepared.parts if isinstance(p, TextPart))
+    in_parts = any(isinstance(p, TextPart) and p.text == prepared.text for p in prepared.parts)
+    context = 0 if in_parts or not prepared.text else text_tokens(prepared.text)
+    image_total = n_images * image_tokens
+    return {
+        "images": n_images,
+        "image_tokens": image_total,
+        "marker_tokens": n_images * IMAGE_MARKER_TOKENS,
+        "label_tokens": labels,
+        "context_tokens": context,
+        "total": image_total + n_images * IMAGE_MARKER_TOKENS + labels + context,
+    }
+
+
+def __getattr__(name: str) -> Any:
+    """Readers and helpers by name, imported on first use (``from aris.inputs import read_wsi``)."""
+    lazy = {
+        "read_image": "aris.inputs.images",
+        "read_series": "aris.inputs.series",
+        "read_nifti": "aris.inputs.nifti",
+        "read_wsi": "aris.inputs.wsi",
+        "read_pdf": "aris.inputs.pdf",
+        "read_fhir": "aris.inputs.fhir",
+        "detect_kind": "aris.inputs.detect",
+        "contact_sheet": "aris.inputs.sheet",
+    }
+    if name in lazy:
+        import importlib
+
+        return getattr(importlib.import_module(lazy[name]), name)
+    raise AttributeError(f"module 'aris.inputs' has no attribute {name!r}")
+
+
+__all__ = [
+    "KINDS",
+    "Failure",
+    "Kind",
+    "Padding",
+    "PreparedInput",
+    "contact_sheet",
+    "detect_kind",
+    "estimate_tokens",
+    "read",
+    "read_fhir",
+    "read_image",
+    "read_many",
+    "read_nifti",
+    "read_pdf",
+    "read_series",
+    "read_wsi",
+    "text_tokens",
+]

@@ -202,7 +202,11 @@ def _detect_folder(path: Path) -> Kind:
         return detect_kind(files[0])
     dicom, fhir, nifti, others = [], 0, [], 0
     for f in files:
-        head = _head(f)
+        try:
+            head = _head(f)
+        except CorruptFileError:
+            others += 1  # an empty or unreadable file does not decide what the folder is
+            continue
         if looks_like_dicom(head):
             dicom.append(f)
         elif _nifti_magic(f, head):

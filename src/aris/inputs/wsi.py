@@ -441,7 +441,7 @@ def read_wsi(
             raise SlideTooSmallError(
                 name,
                 f"slide is {out_w}x{out_h} px at {choice.magnification}, smaller than one {tile}x{tile} tile; "
-                "use a higher magnification or pad_edges=True",
+                "use a higher magnification or pad_edges=True (aris prepare --pad-edges)",
             )
         mask = build_mask(slide, choice.region * choice.level_downsample)
         if not mask.mask.any():

@@ -1,0 +1,74 @@
+"""A contact sheet: every image the model will see, in model order, with its label, on one PNG.
+
+It is for the person checking a prepared input at a glance (did the right slices, windows or tiles
+get chosen?), not for the model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from aris.inputs.base import PreparedInput
+
+CELL = 256  # thumbnail side
+LABEL_H = 22  # label strip under each thumbnail
+GAP = 4
+BACKGROUND = (24, 24, 24)
+TEXT = (235, 235, 235)
+
+
+def contact_sheet(
+    source: PreparedInput | Sequence[Image.Image],
+    labels: Sequence[str] | None = None,
+    *,
+    cell: int = CELL,
+    columns: int | None = None,
+) -> Image.Image:
+    """Thumbnails in a grid, row-major in model order, each with its label drawn beneath.
+
+    ``columns`` defaults to a near-square grid (10 for 85 CT slices, 12 for 126 tiles). Aspect
+    ratios are kept inside each cell; the model itself sees every image stretched to 896x896.
+    """
+    if isinstance(source, PreparedInput):
+        images, labels = source.images, labels if labels is not None else source.labels
+    else:
+        images = list(source)
+    labels = list(labels) if labels is not None else [f"IMAGE {i}" for i in range(1, len(images) + 1)]
+    if len(labels) != len(images):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    if not images:
+        raise ValueError("no images to put on a contact sheet")
+    cols = columns or math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    w = cols * cell + (cols + 1) * GAP
+    h = rows * (cell + LABEL_H) + (rows + 1) * GAP
+    sheet = Image.new("RGB", (w, h), BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=max(10, LABEL_H - 8))
+    for i, (img, label) in enumerate(zip(images, labels, strict=True)):
+        r, c = divmod(i, cols)
+        x = GAP + c * (cell + GAP)
+        y = GAP + r * (cell + LABEL_H + GAP)
+        # fit the cell both ways: small slices (16x16 test series, 33x41 NIfTI) are enlarged with
+        # nearest-neighbour so their pixels stay honest; large images are shrunk smoothly
+        small = max(img.size) < cell
+        resample = Image.Resampling.NEAREST if small else Image.Resampling.BILINEAR
+        thumb = ImageOps.contain(img.convert("RGB"), (cell, cell), method=resample)
+        sheet.paste(thumb, (x + (cell - thumb.width) // 2, y + (cell - thumb.height) // 2))
+        text = _fit(draw, label, font, cell)
+        draw.text((x + 2, y + cell + 3), text, fill=TEXT, font=font)
+    return sheet
+
+
+def _fit(
+    draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: int
+) -> str:
+    """The label, shortened with an ellipsis to fit under its thumbnail."""
+    if draw.textlength(text, font=font) <= width - 4:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width - 4:
+        text = text[:-1]
+    return text + "…"

@@ -1,0 +1,648 @@
+"""The batch driver: claims items from the store, keeps preparation ahead of generation, spreads items
+over engines/endpoints, and records every outcome. It is the only writer of the store.
+
+Item life: pending -> running (claimed by this runner) -> done | failed. A runner that dies leaves its
+items running; the next run of the same job takes the dead runner's lease and sets them back to pending,
+so nothing is lost, and done items (results are kept once per key) are never run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aris.batch.executors import Executor, SlotSpec, make_executor
+from aris.batch.manifest import WorkItem, input_digest, item_key, job_fingerprint, load_worklist
+from aris.batch.work import ItemSpec
+from aris.config import ArisSettings
+from aris.errors import ArisError, ConfigError, InputError
+from aris.store import ItemView, JobNotFoundError, JobView, NewItem, Store
+from aris.types import GenerationParams
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_S = 5.0
+LOCAL_ENGINES = ("transformers", "llamacpp", "fake")
+# Settings kept with a job so ``aris batch retry`` can run it again without the flags (never the key).
+RUN_SETTINGS = (
+    "engine",
+    "model",
+    "mmproj",
+    "base_url",
+    "device",
+    "dtype",
+    "quantization",
+    "adapter",
+    "n_ctx",
+    "n_threads",
+    "timeout",
+    "max_retries",
+)
+
+
+@dataclass
+class BatchOptions:
+    executor: str = "local"
+    endpoints: list[str] = field(default_factory=list)
+    per_endpoint: int = 2  # requests in flight per OpenAI-compatible endpoint
+    prepare_workers: int = 2
+    prefetch: int | None = None  # prepared-or-preparing items kept ahead; default 2 x engine capacity
+    endpoint_failures: int = 3  # consecutive failures before an endpoint is marked unhealthy
+    local_failures: int = 5  # consecutive engine errors before a local engine stops the batch
+    item_requeues: int = 3  # endpoint failures one item may see before it is failed itself
+    backoff_s: float = 0.5  # first retry delay after an endpoint failure; doubles, at most 30 s
+    pace_s: float = 0.0  # floor on seconds per item (tests; demos)
+    ray_address: str | None = None
+    ray_num_cpus: int | None = None
+
+
+@dataclass
+class WorkerStats:
+    name: str
+    capacity: int
+    remote: bool
+    served: int = 0
+    errors: int = 0
+    healthy: bool = True
+    last_error: str | None = None
+
+
+@dataclass
+class Progress:
+    total: int
+    done: int
+    failed: int
+    running: int
+
+
+@dataclass
+class Summary:
+    job_id: str
+    resumed: bool
+    reset: int  # items a dead runner had left running, set back to pending
+    counts: dict[str, int]
+    done_now: int
+    failed_now: int
+    reused_now: int
+    wall_s: float
+    items_per_s: float
+    idle_share: float  # engine capacity-time spent waiting for preparation
+    busy_share: float
+    workers: list[WorkerStats]
+    stopped_reason: str | None = None
+    # Processes that prepared / generated items (this one for the local executor; Ray workers for ray).
+    prepare_pids: set[int] = field(default_factory=set)
+    generate_pids: set[int] = field(default_factory=set)
+
+    @property
+    def finished(self) -> bool:
+        return self.counts.get("pending", 0) == 0 and self.counts.get("running", 0) == 0
+
+
+@dataclass
+class _Slot:
+    spec: SlotSpec
+    stats: WorkerStats
+    in_flight: int = 0
+    failures: int = 0  # consecutive
+    backoff_until: float = 0.0
+
+    def open(self, now: float) -> bool:
+        return self.stats.healthy and now >= self.backoff_until and self.in_flight < self.spec.capacity
+
+
+@dataclass
+class _Ctx:
+    item: ItemView
+    payload: Any = None
+    prepare_s: float = 0.0
+    slot: int = -1
+    requeues: int = 0
+
+
+def slot_specs(settings: ArisSettings, options: BatchOptions) -> list[SlotSpec]:
+    """One slot per endpoint (each with ``per_endpoint`` requests in flight), else the one engine.
+
+    Endpoint clients retry at most once themselves: the batch has its own retry, backoff and failover.
+    """
+    if options.endpoints:
+        return [
+            SlotSpec(
+                name=url,
+                settings=settings.model_copy(
+                    update={"engine": "openai", "base_url": url, "max_retries": min(settings.max_retries, 1)}
+                ),
+                capacity=options.per_endpoint,
+                remote=True,
+            )
+            for url in options.endpoints
+        ]
+    if settings.engine == "openai":
+        return [SlotSpec(settings.base_url or "openai", settings, options.per_endpoint, remote=True)]
+    return [SlotSpec(settings.engine, settings, 1, remote=False)]
+
+
+def generation_params(settings: ArisSettings) -> dict[str, Any] | None:
+    """Decoding settings the user chose; None lets each task use its own defaults."""
+    if "max_new_tokens" in settings.model_fields_set:
+        return {"max_new_tokens": settings.max_new_tokens}
+    return None
+
+
+def key_params(task: str, gen: dict[str, Any] | None, item: WorkItem) -> dict[str, Any]:
+    from aris.tasks import get_task
+
+    effective = asdict(GenerationParams(**(gen or {"max_new_tokens": get_task(task).max_new_tokens})))
+    effective.pop("json_schema", None)  # set by the task from its own schema
+    return {"gen": effective, "kind": item.kind, "options": item.options, "task_options": item.task_options}
+
+
+def worklist_from_job(store: Store, job_id: str) -> list[WorkItem]:
+    """A previous batch's items as a worklist (to run them again with another task or model)."""
+    return [
+        WorkItem.from_ref(it.input_ref, it.question, it.kind, it.options, it.task_options)
+        for it in store.items(store.get_job(job_id).id)
+    ]
+
+
+def plan_job(
+    store: Store,
+    items: list[WorkItem],
+    task: str,
+    model: str,
+    engine: str,
+    gen: dict[str, Any] | None,
+    *,
+    source: str | None = None,
+    run_settings: dict[str, Any] | None = None,
+) -> tuple[JobView, bool]:
+    """The job for these items: the existing one if the same command ran before (resume), else a new one."""
+    new_items: list[NewItem] = []
+    digests: dict[str, str] = {}
+    for seq, it in enumerate(items):
+        ref = it.input_ref
+        digest = digests.get(ref) or input_digest(it.paths)
+        digests[ref] = digest
+        key = item_key(digest, task, model, key_params(task, gen, it), it.question)
+        new_items.append(NewItem(seq, key, ref, digest, it.question, it.kind, it.options, it.task_options))
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for ni in new_items:  # the same input and question listed twice is one item
+        if (ni.key, ni.input_ref) not in seen:
+            seen.add((ni.key, ni.input_ref))
+            unique.append(ni)
+    fp = job_fingerprint(task, model, {"gen": gen}, [(ni.key, ni.input_ref) for ni in unique])
+    existing = store.find_job(fp)
+    if existing is not None:
+        return existing, True
+    params = {"gen": gen, "settings": run_settings or {}}
+    return store.create_job(task, model, engine, params, unique, source=source, fingerprint=fp), False
+
+
+class BatchRunner:
+    """Runs one job to the end (or until every engine failed). Build with :meth:`start`."""
+
+    def __init__(
+        self,
+        store: Store,
+        job: JobView,
+        task: str,
+        executor: Executor,
+        slots: list[SlotSpec],
+        errors: list[str | BaseException],
+        options: BatchOptions,
+        gen: dict[str, Any] | None,
+    ) -> None:
+        self.store = store
+        self.job = job
+        self.task = task
+        self.ex = executor
+        self.opts = options
+        self.gen = gen
+        self.slots = [_Slot(s, WorkerStats(s.name, s.capacity, s.remote)) for s in slots]
+        for slot, status in zip(self.slots, errors, strict=True):
+            if isinstance(status, BaseException):
+                slot.stats.healthy = False
+                slot.stats.last_error = f"{type(status).__name__}: {status}"
+        self.runner_id = uuid.uuid4().hex[:16]
+        cap = sum(s.spec.capacity for s in self.slots)
+        self.prefetch = options.prefetch or max(2, 2 * cap)
+
+    def run(self, on_progress: Callable[[Progress], None] | None = None, *, resumed: bool = False) -> Summary:
+        store, job = self.store, self.job
+        reset = store.acquire(job.id, self.runner_id)
+        counts = store.counts(job.id)
+        total = counts["total"]
+        done, failed = counts["done"], counts["failed"]
+        done_now = failed_now = reused_now = 0
+        ready: deque[_Ctx] = deque()
+        prepping: dict[Any, _Ctx] = {}
+        generating: dict[Any, _Ctx] = {}
+        active: dict[str, int] = {}  # key -> item being worked on (same-content items wait for it)
+        parked: dict[str, list[ItemView]] = {}
+        exhausted = False
+        stopped: str | None = None
+        t_start = last = time.monotonic()
+        last_beat = t_start
+        idle_s = busy_s = cap_s = 0.0
+        prep_pids: set[int] = set()
+        gen_pids: set[int] = set()
+        state = (0, 0, 0)  # (starved capacity, requests in flight, healthy capacity) since `last`
+
+        def report() -> None:
+            if on_progress is not None:
+                on_progress(Progress(total, done, failed, len(generating)))
+
+        def settle_parked(key: str, error: tuple[str, str] | None) -> tuple[int, int]:
+            n_done = n_failed = 0
+            for it in parked.pop(key, []):
+                if error is None and store.done_from_existing(it.id):
+                    n_done += 1
+                elif error is not None:
+                    store.record_failure(it.id, error[0], error_type=error[1])
+                    n_failed += 1
+                else:  # the key's result is missing (should not happen): run it after all
+                    store.requeue(it.id)
+            return n_done, n_failed
+
+        report()
+        try:
+            while True:
+                now = time.monotonic()
+                dt = now - last
+                idle_s += dt * state[0]
+                busy_s += dt * state[1]
+                cap_s += dt * state[2]
+                last = now
+                if now - last_beat >= HEARTBEAT_S:
+                    store.heartbeat(job.id, self.runner_id)
+                    last_beat = now
+                healthy = [s for s in self.slots if s.stats.healthy]
+                if not healthy and stopped is None:
+                    errs = "; ".join(f"{s.stats.name}: {s.stats.last_error}" for s in self.slots)
+                    stopped = f"every engine failed ({errs})"
+
+                # 1. claim and prepare ahead, up to the prefetch bound
+                while stopped is None and not exhausted and len(prepping) + len(ready) < self.prefetch:
+                    item = store.claim_next(job.id, self.runner_id)
+                    if item is None:
+                        exhausted = True
+                        break
+                    if store.done_from_existing(item.id):
+                        done += 1
+                        reused_now += 1
+                        report()
+                        continue
+                    if item.key in active:
+                        parked.setdefault(item.key, []).append(item)
+                        continue
+                    active[item.key] = item.id
+                    prepping[self.ex.prepare(_spec(item))] = _Ctx(item)
+
+                # 2. dispatch prepared items to the least loaded open slot
+                while ready and stopped is None:
+                    open_slots = [i for i, s in enumerate(self.slots) if s.open(now)]
+                    if not open_slots:
+                        break
+                    i = min(
+                        open_slots,
+                        key=lambda i: (
+                            self.slots[i].in_flight / self.slots[i].spec.capacity,
+                            self.slots[i].stats.served,
+                        ),
+                    )
+                    ctx = ready.popleft()
+                    ctx.slot = i
+                    self.slots[i].in_flight += 1
+                    generating[
+                        self.ex.generate(i, _spec(ctx.item), ctx.payload, self.gen, self.opts.pace_s)
+                    ] = ctx
+
+                if (
+                    not prepping
+                    and not generating
+                    and (exhausted or stopped is not None)
+                    and (not ready or stopped is not None)
+                ):
+                    break
+
+                # Engine capacity that could generate now but has nothing prepared, while more is coming.
+                free = sum(s.spec.capacity - s.in_flight for s in self.slots if s.open(now))
+                starved = free if not ready and (prepping or not exhausted) and stopped is None else 0
+                state = (
+                    starved,
+                    len(generating),
+                    sum(s.spec.capacity for s in self.slots if s.stats.healthy),
+                )
+
+                timeout = 0.5
+                waits = [
+                    s.backoff_until - now for s in self.slots if s.stats.healthy and s.backoff_until > now
+                ]
+                if ready and waits:
+                    timeout = max(0.01, min(timeout, *waits))
+                finished = self.ex.wait([*prepping, *generating], timeout)
+
+                for h in finished:
+                    if h in prepping:
+                        ctx = prepping.pop(h)
+                        meta, payload = self.ex.prepared(h)
+                        if "pid" in meta:
+                            prep_pids.add(int(meta["pid"]))
+                        ctx.prepare_s = float(meta.get("prepare_s") or 0.0)
+                        if meta.get("ok"):
+                            ctx.payload = payload
+                            ready.append(ctx)
+                            continue
+                        store.record_failure(
+                            ctx.item.id,
+                            meta["error"],
+                            error_type=meta.get("error_type"),
+                            prepare_s=ctx.prepare_s,
+                        )
+                        failed += 1
+                        failed_now += 1
+                        active.pop(ctx.item.key, None)
+                        n_d, n_f = settle_parked(ctx.item.key, (meta["error"], meta.get("error_type") or ""))
+                        done, failed, reused_now, failed_now = (
+                            done + n_d,
+                            failed + n_f,
+                            reused_now + n_d,
+                            failed_now + n_f,
+                        )
+                        report()
+                        continue
+                    ctx = generating.pop(h)
+                    slot = self.slots[ctx.slot]
+                    slot.in_flight -= 1
+                    out = self.ex.generated(h)
+                    if "pid" in out:
+                        gen_pids.add(int(out["pid"]))
+                    if out.get("ok"):
+                        data = out["result"]
+                        timings = data.setdefault("timings", {})
+                        timings["prepare_s"] = float(timings.get("prepare_s") or 0.0) + ctx.prepare_s
+                        timings["total_s"] = float(timings.get("total_s") or 0.0) + ctx.prepare_s
+                        store.record_result(
+                            ctx.item.id,
+                            data,
+                            worker=slot.spec.name,
+                            prepare_s=ctx.prepare_s,
+                            generate_s=out.get("generate_s"),
+                        )
+                        slot.failures = 0
+                        slot.stats.served += 1
+                        done += 1
+                        done_now += 1
+                        active.pop(ctx.item.key, None)
+                        n_d, _ = settle_parked(ctx.item.key, None)
+                        done, reused_now = done + n_d, reused_now + n_d
+                    elif out.get("item_error") or not slot.spec.remote:
+                        store.record_failure(
+                            ctx.item.id,
+                            out["error"],
+                            error_type=out.get("error_type"),
+                            worker=slot.spec.name,
+                            prepare_s=ctx.prepare_s,
+                        )
+                        failed += 1
+                        failed_now += 1
+                        active.pop(ctx.item.key, None)
+                        n_d, n_f = settle_parked(ctx.item.key, (out["error"], out.get("error_type") or ""))
+                        done, failed, reused_now, failed_now = (
+                            done + n_d,
+                            failed + n_f,
+                            reused_now + n_d,
+                            failed_now + n_f,
+                        )
+                        if not out.get("item_error"):
+                            self._slot_failed(slot, out["error"], limit=self.opts.local_failures)
+                        else:
+                            slot.failures = 0
+                    else:
+                        # The endpoint failed, not the item: back off, maybe give up on the endpoint,
+                        # and hand the (already prepared) item to whichever endpoint is free next.
+                        self._slot_failed(slot, out["error"], limit=self.opts.endpoint_failures)
+                        ctx.requeues += 1
+                        if ctx.requeues > self.opts.item_requeues:
+                            msg = f"{out['error']} (endpoints failed {ctx.requeues} times on this item)"
+                            store.record_failure(
+                                ctx.item.id,
+                                msg,
+                                error_type=out.get("error_type"),
+                                worker=slot.spec.name,
+                                prepare_s=ctx.prepare_s,
+                            )
+                            failed += 1
+                            failed_now += 1
+                            active.pop(ctx.item.key, None)
+                            n_d, n_f = settle_parked(ctx.item.key, (msg, out.get("error_type") or ""))
+                            done, failed = done + n_d, failed + n_f
+                        else:
+                            ready.appendleft(ctx)
+                    report()
+        finally:
+            self.ex.close()
+            store.release(job.id, self.runner_id)
+        wall = time.monotonic() - t_start
+        final = store.counts(job.id)
+        if stopped is None and not (final["pending"] == 0 and final["running"] == 0):
+            stopped = "stopped with items left"
+        return Summary(
+            job_id=job.id,
+            resumed=resumed,
+            reset=reset,
+            counts=final,
+            done_now=done_now,
+            failed_now=failed_now,
+            reused_now=reused_now,
+            wall_s=wall,
+            items_per_s=(done_now + failed_now) / wall if wall > 0 else 0.0,
+            idle_share=idle_s / cap_s if cap_s > 0 else 0.0,
+            busy_share=busy_s / cap_s if cap_s > 0 else 0.0,
+            workers=[s.stats for s in self.slots],
+            stopped_reason=stopped,
+            prepare_pids=prep_pids,
+            generate_pids=gen_pids,
+        )
+
+    def _slot_failed(self, slot: _Slot, error: str, *, limit: int) -> None:
+        slot.failures += 1
+        slot.stats.errors += 1
+        slot.stats.last_error = error
+        slot.backoff_until = time.monotonic() + min(30.0, self.opts.backoff_s * 2 ** (slot.failures - 1))
+        if slot.failures >= limit and slot.stats.healthy:
+            slot.stats.healthy = False
+            logger.warning(
+                "worker %d marked unhealthy after %d consecutive failures",
+                self.slots.index(slot),
+                slot.failures,
+            )
+
+
+def _spec(item: ItemView) -> ItemSpec:
+    return ItemSpec(
+        item_id=item.id,
+        key=item.key,
+        input_ref=item.input_ref,
+        question=item.question,
+        kind=item.kind,
+        options=item.options,
+        task_options=item.task_options,
+    )
+
+
+def run_batch(
+    worklist: Path | str | list[WorkItem],
+    task: str,
+    settings: ArisSettings,
+    *,
+    store: Store | None = None,
+    options: BatchOptions | None = None,
+    question: str | None = None,
+    kind: str = "auto",
+    on_progress: Callable[[Progress], None] | None = None,
+    on_job: Callable[[JobView, bool], None] | None = None,
+) -> Summary:
+    """Run (or resume) a batch: a worklist folder/CSV/JSONL, a previous batch id, or a list of items.
+
+    The job is found by its fingerprint (task, model, params, items), so running the same command again
+    continues where it stopped.
+    """
+    from aris.tasks import get_task
+
+    options = options or BatchOptions()
+    own_store = store is None
+    store = store or Store.open()
+    try:
+        get_task(task)  # an unknown task fails before any engine loads
+        items, source = _resolve_worklist(store, worklist, question, kind)
+        slots = slot_specs(settings, options)
+        if options.endpoints and settings.engine in LOCAL_ENGINES and "engine" in settings.model_fields_set:
+            raise ConfigError(
+                "--endpoint sends items to OpenAI-compatible servers; drop --engine "
+                f"{settings.engine} (or drop --endpoint to run the model here)"
+            )
+        executor = make_executor(
+            options.executor,
+            prepare_workers=options.prepare_workers,
+            ray_address=options.ray_address,
+            ray_num_cpus=options.ray_num_cpus,
+        )
+        try:
+            status = executor.start(slots, task)
+            models = [m for m in status if isinstance(m, str)]
+            if not models:
+                raise ArisError(
+                    "no engine could start: "
+                    + "; ".join(
+                        f"{s.name}: {type(e).__name__}: {e}" for s, e in zip(slots, status, strict=True)
+                    )
+                )
+            gen = generation_params(settings)
+            run_settings = {
+                k: v
+                for k, v in settings.model_dump(mode="json").items()
+                if k in RUN_SETTINGS and v is not None
+            }
+            run_settings["endpoints"] = options.endpoints
+            engine_kind = "openai" if any(s.remote for s in slots) else settings.engine
+            job, resumed = plan_job(
+                store, items, task, models[0], engine_kind, gen, source=source, run_settings=run_settings
+            )
+            if on_job is not None:
+                on_job(job, resumed)
+            runner = BatchRunner(store, job, task, executor, slots, status, options, gen)
+        except BaseException:
+            executor.close()
+            raise
+        return runner.run(on_progress, resumed=resumed)
+    finally:
+        if own_store:
+            store.close()
+
+
+def run_job(
+    job_id: str,
+    settings: ArisSettings | None = None,
+    *,
+    store: Store | None = None,
+    options: BatchOptions | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> Summary:
+    """Run an existing job's pending items again (after ``retry``), with the engine it was made with.
+
+    ``settings`` overrides the recorded ones (flags given now win); the model must stay the same, since
+    item keys include it.
+    """
+    options = options or BatchOptions()
+    own_store = store is None
+    store = store or Store.open()
+    try:
+        job = store.get_job(job_id)
+        recorded = dict(job.params.get("settings") or {})
+        endpoints = recorded.pop("endpoints", []) or []
+        given = settings.model_dump(include=settings.model_fields_set) if settings is not None else {}
+        merged = ArisSettings.from_flags(**{**recorded, **given})
+        if not options.endpoints:
+            options.endpoints = list(endpoints)
+        slots = slot_specs(merged, options)
+        executor = make_executor(
+            options.executor,
+            prepare_workers=options.prepare_workers,
+            ray_address=options.ray_address,
+            ray_num_cpus=options.ray_num_cpus,
+        )
+        try:
+            status = executor.start(slots, job.task)
+            models = [m for m in status if isinstance(m, str)]
+            if models and models[0] != job.model:
+                raise ConfigError(
+                    f"batch {job.id} was made with model {job.model!r}, not {models[0]!r}; run the worklist "
+                    "again as a new batch to use another model"
+                )
+            runner = BatchRunner(
+                store, job, job.task, executor, slots, status, options, job.params.get("gen")
+            )
+        except BaseException:
+            executor.close()
+            raise
+        return runner.run(on_progress, resumed=True)
+    finally:
+        if own_store:
+            store.close()
+
+
+def _resolve_worklist(
+    store: Store, worklist: Path | str | list[WorkItem], question: str | None, kind: str
+) -> tuple[list[WorkItem], str]:
+    if isinstance(worklist, list):
+        return worklist, "items"
+    path = Path(worklist).expanduser()
+    if not path.exists() and isinstance(worklist, str) and "/" not in worklist:
+        try:
+            job = store.get_job(worklist)
+        except JobNotFoundError:
+            raise InputError(
+                path, f"no such worklist (folder, .csv or .jsonl), and no batch with that id in {store.url}"
+            ) from None
+        items = worklist_from_job(store, job.id)
+        if question is not None or kind != "auto":
+            items = [
+                WorkItem(
+                    it.paths,
+                    question if question is not None else it.question,
+                    kind if kind != "auto" else it.kind,
+                    it.options,
+                    it.task_options,
+                )
+                for it in items
+            ]
+        return items, f"batch:{job.id}"
+    return load_worklist(path, question=question, kind=kind), str(path.absolute())

@@ -1,0 +1,131 @@
+"""The batch driver in-process, above the engine (FakeEngine replays "ok"; the readers are real)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from aris.batch import BatchOptions, run_batch, run_job
+from aris.config import ArisSettings
+from aris.store import Store
+
+from .conftest import add_corrupt_files, make_images
+
+FAKE = ArisSettings(engine="fake")
+
+
+def _store(tmp_path: Path) -> Store:
+    return Store.open(f"sqlite:///{tmp_path / 'batch.db'}")
+
+
+def test_a_folder_runs_to_done_and_a_rerun_does_nothing_again(tmp_path: Path, images: Path) -> None:
+    with _store(tmp_path) as store:
+        first = run_batch(images, "cxr-report", FAKE, store=store)
+        assert first.counts == {"pending": 0, "running": 0, "done": 6, "failed": 0, "total": 6}
+        assert first.done_now == 6
+        assert first.finished
+        assert first.workers[0].served == 6
+        rows = store.export(first.job_id)
+        assert [Path(r["input"]).name for r in rows] == [f"img{i:03d}.png" for i in range(6)]
+        assert all(r["result"]["model"] == "fake" and r["result"]["text"] == "ok" for r in rows)
+        # The reader's time is part of the record.
+        assert all(r["prepare_s"] > 0 and r["result"]["timings"]["prepare_s"] >= r["prepare_s"] for r in rows)
+
+        again = run_batch(images, "cxr-report", FAKE, store=store)
+        assert again.job_id == first.job_id
+        assert again.resumed
+        assert (again.done_now, again.failed_now) == (0, 0)
+        assert len(store.audit_trail(first.job_id, "item.done")) == 6
+
+        # A changed file is a new item, so a new job; the five unchanged ones reuse their results.
+        make_images(images, 1, start=40)[0].replace(images / "img000.png")
+        third = run_batch(images, "cxr-report", FAKE, store=store)
+        assert third.job_id != first.job_id
+        assert (third.done_now, third.reused_now) == (1, 5)
+
+
+def test_corrupt_items_fail_with_their_error_and_the_batch_goes_on(
+    tmp_path: Path, images: Path, dx_dicom: Path
+) -> None:
+    shutil.copy(dx_dicom, images / "dx.dcm")
+    expected = add_corrupt_files(images, dx_dicom)
+    with _store(tmp_path) as store:
+        s = run_batch(images, "cxr-report", FAKE, store=store)
+        assert s.counts["done"] == 7
+        assert s.counts["failed"] == 3
+        assert s.finished
+        failed = {Path(it.input_ref).name: it.error for it in store.items(s.job_id, "failed")}
+        assert set(failed) == set(expected)
+        for name, problem in expected.items():
+            assert failed[name].startswith(str(images / name) + ": ")  # the InputError names the file
+            assert problem in failed[name]
+        trail = store.audit_trail(s.job_id, "item.failed")
+        assert sorted(a.detail for a in trail) == [
+            "CorruptFileError",
+            "CorruptFileError",
+            "UnsupportedFormatError",
+        ]
+        assert all(a.detail and str(images) not in a.detail for a in trail)  # no paths in the audit
+
+        # retry: the failed items run again (and fail again, they are still corrupt)
+        assert store.retry_failed(s.job_id) == 3
+        r = run_job(s.job_id, store=store)
+        assert (r.done_now, r.failed_now) == (0, 3)
+        assert {it.attempts for it in store.items(s.job_id, "failed")} == {2}
+        assert {it.attempts for it in store.items(s.job_id, "done")} == {1}
+
+
+def test_items_with_the_same_content_are_generated_once(tmp_path: Path, images: Path) -> None:
+    shutil.copy(images / "img001.png", images / "zz-copy.png")
+    with _store(tmp_path) as store:
+        s = run_batch(images, "cxr-report", FAKE, store=store)
+        assert s.counts["done"] == 7
+        assert s.done_now + s.reused_now == 7
+        assert s.workers[0].served == 6  # the copy did not reach the engine
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM results").scalar() == 6
+        rows = {Path(r["input"]).name: r for r in store.export(s.job_id)}
+        assert rows["zz-copy.png"]["key"] == rows["img001.png"]["key"]
+        assert rows["zz-copy.png"]["result"] == rows["img001.png"]["result"]
+
+
+def test_preparation_overlaps_generation(tmp_path: Path, shared_data) -> None:  # type: ignore[no-untyped-def]
+    """A 7 MB chest DICOM takes a while to read; with generation paced, reading the next items hides
+    behind it: the batch takes less than reading plus generating one after the other."""
+    folder = tmp_path / "big"
+    folder.mkdir()
+    src = shared_data("dicom/cxr/RG1_UNCR.dcm")
+    data = src.read_bytes()
+    for i in range(6):  # distinct bytes at the very end (after the pixels) keep keys apart
+        (folder / f"cxr{i}.dcm").write_bytes(data + b"\0" * (2 * (i + 1)))
+    with _store(tmp_path) as store:
+        s = run_batch(folder, "cxr-report", FAKE, store=store, options=BatchOptions(pace_s=0.6))
+        assert s.counts["done"] == 6, store.items(s.job_id, "failed")
+        rows = store.export(s.job_id)
+        serial = sum(r["prepare_s"] for r in rows) + sum(r["generate_s"] for r in rows)
+        assert s.wall_s < 0.85 * serial, (s.wall_s, serial)
+        # The engine-time accounting agrees with the generation times the items recorded.
+        generating = sum(r["generate_s"] for r in rows)
+        assert abs(s.busy_share * s.wall_s - generating) < 0.2 * generating, (
+            s.busy_share,
+            s.wall_s,
+            generating,
+        )
+        assert s.idle_share + s.busy_share <= 1.0 + 1e-6
+
+        # Without pacing the fake engine waits on the reader nearly all the time, and says so.
+        fast = run_batch(folder, "cxr-report", FAKE, store=store, question="fresh keys")
+        assert fast.idle_share > 0.5, fast.idle_share
+        assert fast.idle_share > s.idle_share
+
+
+def test_a_previous_batch_id_is_a_worklist(tmp_path: Path, images: Path) -> None:
+    with _store(tmp_path) as store:
+        s = run_batch(images, "cxr-report", FAKE, store=store)
+        other = run_batch(s.job_id[:8], "vqa", FAKE, store=store, question="Is this a chest film?")
+        assert other.job_id != s.job_id
+        assert other.counts["done"] == 6
+        job = store.get_job(other.job_id)
+        assert job.task == "vqa"
+        assert job.source == f"batch:{s.job_id}"
+        assert {it.question for it in store.items(other.job_id)} == {"Is this a chest film?"}

@@ -35,6 +35,7 @@ from pydicom.uid import (
     BasicTextSRStorage,
     CTImageStorage,
     ExplicitVRLittleEndian,
+    MRImageStorage,
     generate_uid,
 )
 
@@ -75,6 +76,7 @@ class SeriesSpec:
     image_type: tuple[str, ...] = ("ORIGINAL", "PRIMARY", "AXIAL")
     description: str = "SYNTHETIC CT FROM REAL PIXELS"
     name_prefix: str = "IM"
+    modality: str = "CT"  # "MR": MR Image Storage, stored = value + 1024, no rescale attributes
     uniform: bool = True  # False: one gap of 3x spacing in the middle (non-uniform spacing)
 
 
@@ -94,6 +96,12 @@ class BuiltSeries:
     def hu(self, k: int) -> np.ndarray:
         """The exact HU of true slice ``k`` (float64), as the files encode it."""
         return slice_hu(self.spec, k).astype(np.float64)
+
+    def value(self, k: int) -> np.ndarray:
+        """What ``apply_modality_lut`` gives for true slice ``k``: HU for CT, stored signal for MR."""
+        if self.spec.modality == "MR":
+            return (slice_hu(self.spec, k).astype(np.int32) + 1024).astype(np.uint16)
+        return self.hu(k)
 
 
 @dataclass
@@ -175,7 +183,8 @@ def _dataset(
     instance_number: int,
     sop_uid: str,
 ) -> Dataset:
-    slope, intercept, signed = rescale
+    mr = spec.modality == "MR"
+    slope, intercept, signed = (1.0, -1024.0, False) if mr else rescale
     hu = slice_hu(spec, k).astype(np.float64)
     stored = (hu - intercept) / slope
     assert np.array_equal(stored, np.round(stored)), "rescale must store HU exactly"
@@ -183,7 +192,7 @@ def _dataset(
     assert np.array_equal(pixels.astype(np.float64) * slope + intercept, hu)
 
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPClassUID = MRImageStorage if mr else CTImageStorage
     meta.MediaStorageSOPInstanceUID = sop_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
@@ -192,11 +201,11 @@ def _dataset(
     ds.file_meta = meta
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.ImageType = list(spec.image_type)
-    ds.SOPClassUID = CTImageStorage
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
     ds.SOPInstanceUID = sop_uid
     ds.StudyDate = ds.SeriesDate = ds.ContentDate = "20000101"
     ds.StudyTime = ds.SeriesTime = ds.ContentTime = "120000"
-    ds.Modality = "CT"
+    ds.Modality = spec.modality
     ds.Manufacturer = "Aris synthetic"
     ds.StudyDescription = "SYNTHETIC STUDY"
     ds.SeriesDescription = spec.description
@@ -228,9 +237,10 @@ def _dataset(
     ds.PixelRepresentation = 1 if signed else 0
     ds.WindowCenter = "40"
     ds.WindowWidth = "400"
-    ds.RescaleIntercept = f"{intercept:g}"
-    ds.RescaleSlope = f"{slope:g}"
-    ds.RescaleType = "HU"
+    if not mr:  # MR images here carry raw signal: stored = value + 1024, no rescale
+        ds.RescaleIntercept = f"{intercept:g}"
+        ds.RescaleSlope = f"{slope:g}"
+        ds.RescaleType = "HU"
     ds.PixelData = pixels.tobytes()
     return ds
 
@@ -279,7 +289,7 @@ def make_series(
             dist += 2 * spec.spacing
         wander = np.array([rng.uniform(-1, 1), rng.uniform(-1, 1)]) * spec.inplane_jitter
         pos = origin + dist * normal + wander[0] * row + wander[1] * col
-        rescale = _rescale_for(k, spec, rng)
+        rescale = _rescale_for(k, spec, rng) if spec.modality == "CT" else (1.0, -1024.0, False)
         inst = instance_numbers[j] if instance_numbers else k + 1
         sop_uid = _uid(spec.seed, "sop", series_uid, spec.acquisition_number, k, inst)
         ds = _dataset(spec, k, study_uid, series_uid, frame_uid, pos, row, col, rescale, inst, sop_uid)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import zlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -66,18 +67,20 @@ def read_nifti(path: str | Path, *, modality: Literal["ct", "mri", "mr"] = "ct")
         raise UnsupportedFormatError(path, "not a NIfTI volume")
 
     warnings: list[str] = []
+    # nibabel moves scl_slope/scl_inter from the header onto the data proxy when it loads a file.
+    slope, inter = _scaling(img)
     shape = tuple(int(s) for s in img.shape)
     if len(shape) < 3:
         raise SeriesError(path, f"a {len(shape)}D image, not a volume")
-    if len(shape) > 3:
-        extra = int(np.prod(shape[3:]))
-        warnings.append(f"{len(shape)}D file ({extra} volumes): the first volume used")
-        img = img.slicer[(..., *([0] * (len(shape) - 3)))]
     original_axes = "".join(nib.aff2axcodes(img.affine))
-    canonical = nib.as_closest_canonical(img)
     try:
+        if len(shape) > 3:
+            extra = int(np.prod(shape[3:]))
+            warnings.append(f"{len(shape)}D file ({extra} volumes): the first volume used")
+            img = img.slicer[(..., *([0] * (len(shape) - 3)))]
+        canonical = nib.as_closest_canonical(img)
         data = canonical.get_fdata()  # applies scl_slope / scl_inter
-    except (OSError, EOFError, ValueError) as e:
+    except (OSError, EOFError, ValueError, zlib.error) as e:
         raise CorruptFileError(path, f"damaged or truncated NIfTI data ({type(e).__name__})") from e
     if np.isnan(data).any():
         fill = float(np.nanmin(data)) if not np.isnan(data).all() else 0.0
@@ -94,8 +97,8 @@ def read_nifti(path: str | Path, *, modality: Literal["ct", "mri", "mr"] = "ct")
         "voxel_size_mm": [round(float(z), 6) for z in canonical.header.get_zooms()[:3]],
         "orientation_in_file": original_axes,
         "orientation_used": "".join(nib.aff2axcodes(canonical.affine)),
-        "scl_slope": _scl(img, "scl_slope"),
-        "scl_inter": _scl(img, "scl_inter"),
+        "scl_slope": slope,
+        "scl_inter": inter,
         "n_slices": nz,
         "indices": indices,
         "rows": ny,
@@ -129,9 +132,13 @@ def read_nifti(path: str | Path, *, modality: Literal["ct", "mri", "mr"] = "ct")
     )
 
 
-def _scl(img: Any, key: str) -> float | None:
-    try:
-        value = float(img.header[key])
-    except (KeyError, TypeError, ValueError):
-        return None
-    return None if math.isnan(value) else value
+def _scaling(img: Any) -> tuple[float | None, float | None]:
+    """The scaling get_fdata applies (1 and 0 when the file has none), as plain floats."""
+    values = []
+    for name in ("slope", "inter"):
+        value = getattr(img.dataobj, name, None)
+        try:
+            values.append(None if value is None or math.isnan(float(value)) else float(value))
+        except (TypeError, ValueError):
+            values.append(None)
+    return values[0], values[1]

@@ -1,9 +1,10 @@
 """MedGemma's volume recipe: which slices, how CT is windowed into RGB, how MRI becomes grey.
 
-Numbers follow Google's CT notebook (``high_dimensional_ct_hugging_face.ipynb``) bit for bit,
-including its arithmetic: clip, cast to float32, subtract, divide, multiply by 255, round half to
-even, uint8. The float32 step matters at a few HU: -30 HU in the green window is 76.5 exactly but
-76.500003 in float32, so it becomes 77, as in the images MedGemma was shown.
+Numbers follow Google's CT notebook (``high_dimensional_ct_hugging_face.ipynb``) operation for
+operation: clip, cast to float32, subtract, divide, multiply by 255, round half to even, uint8.
+For HU on a quarter-HU grid this equals exact arithmetic with round-half-to-even (so 40 HU in the
+soft-tissue window is 127.5 -> 128, and -30 HU is 76.5 -> 76; tests check both), and keeping the
+notebook's float32 steps makes any other value round the way the notebook's images did.
 """
 
 from __future__ import annotations

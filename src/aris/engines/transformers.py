@@ -336,7 +336,11 @@ class TransformersEngine(Engine):
         the processor expands each ``<start_of_image>`` into the image's soft tokens, in order.
         """
         texts = [render(turns) for turns in prompts]
-        images = [[img.convert("RGB") for turn in turns for img in turn.images] for turns in prompts]
+        # Converted only when needed: a copy of a radiograph-sized image costs milliseconds per call.
+        images = [
+            [img if img.mode == "RGB" else img.convert("RGB") for turn in turns for img in turn.images]
+            for turns in prompts
+        ]
         n_images = sum(len(i) for i in images)
         if self.processor is None:
             if n_images:

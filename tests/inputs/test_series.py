@@ -252,3 +252,19 @@ def test_real_mr_projection_series_keeps_one_orientation(shared_data: Any) -> No
     prepared = read_series(shared_data("dicom/mr_series/mra_mr700_7slices"))
     assert prepared.kind == "mri"
     assert "6 slices in other orientations dropped" in prepared.provenance.details["notes"]
+
+
+def test_slice_without_a_decoder_is_skipped_and_named(shared_data: Any, tmp_path: Path) -> None:
+    src = shared_data("dicom/ct_series/cardiac_ct5n_5slices")
+    for f in src.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    ds = pydicom.dcmread(tmp_path / "2062")
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEG2000MCLossless
+    ds.PixelData = pydicom.encaps.encapsulate([ds.PixelData])
+    ds.save_as(tmp_path / "2062")
+    prepared = read_series(tmp_path)
+    assert len(prepared.images) == 4
+    assert any(
+        "2062 (pixel data is encoded as JPEG 2000 Part 2" in w and "no installed decoder" in w
+        for w in prepared.provenance.warnings
+    )

@@ -26,6 +26,14 @@ class Result(BaseModel):
     raw: str = Field(default="", description="Exactly what the engine produced.")
     parsed: Any = None
     errors: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(
+        default_factory=list, description="Accepted with a caveat: a cut-off list kept, a box reordered."
+    )
+    repaired: bool = Field(default=False, description="The first reply failed validation; a repair was used.")
+    steps: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Each generate call of a task: name, prompt hash, reply, tokens, time.",
+    )
     prompt_sha256: str = ""
     provenance: list[dict[str, Any]] = Field(default_factory=list)
     usage: dict[str, int] = Field(default_factory=dict)

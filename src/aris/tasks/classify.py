@@ -1,0 +1,184 @@
+"""Image classification into a fixed set of choices, constrained and then mapped back to one option.
+
+Decoding is constrained to ``{"answer": <one of the options>}`` where the engine can; the parser still
+accepts what unconstrained models write ("B", "(B) mild", "Final Answer: moderate NPDR", a near-miss
+spelling, a dataset's class code) and maps it to exactly one option, or fails validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import Field, field_validator
+
+from aris.inputs.base import Kind, PreparedInput
+from aris.tasks.base import Output, Task, TaskOptions, system_messages
+from aris.tasks.parsing import (
+    LETTERS,
+    ParseError,
+    answer_only,
+    extract_json,
+    final_answer,
+    lettered,
+    match_option,
+)
+from aris.types import Message, TextPart
+
+
+@dataclass(frozen=True)
+class ChoiceSet:
+    options: tuple[str, ...]
+    question: str
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+CHOICE_SETS: dict[str, ChoiceSet] = {
+    # NCT-CRC-HE-100K: nine tissue classes of colorectal H&E patches (aliases: the dataset's class codes).
+    "nct-crc-he": ChoiceSet(
+        (
+            "adipose",
+            "background",
+            "debris",
+            "lymphocytes",
+            "mucus",
+            "smooth muscle",
+            "normal colon mucosa",
+            "cancer-associated stroma",
+            "colorectal adenocarcinoma epithelium",
+        ),
+        "What type of tissue is shown in this H&E-stained histopathology patch?",
+        {
+            "adipose": ("ADI", "fat", "adipose tissue"),
+            "background": ("BACK",),
+            "debris": ("DEB", "necrosis", "necrotic debris"),
+            "lymphocytes": ("LYM", "lymphocyte"),
+            "mucus": ("MUC", "mucin"),
+            "smooth muscle": ("MUS", "muscle"),
+            "normal colon mucosa": ("NORM", "normal mucosa", "normal colonic mucosa"),
+            "cancer-associated stroma": ("STR", "stroma", "tumor stroma"),
+            "colorectal adenocarcinoma epithelium": ("TUM", "adenocarcinoma", "tumor epithelium", "tumor"),
+        },
+    ),
+    # International clinical diabetic retinopathy scale, five levels.
+    "diabetic-retinopathy": ChoiceSet(
+        ("no DR", "mild", "moderate", "severe NPDR", "proliferative DR"),
+        "What is the grade of diabetic retinopathy in this fundus image?",
+        {
+            "no DR": ("no diabetic retinopathy", "no apparent retinopathy", "none", "normal"),
+            "mild": ("mild NPDR", "mild nonproliferative diabetic retinopathy", "mild DR"),
+            "moderate": ("moderate NPDR", "moderate nonproliferative diabetic retinopathy", "moderate DR"),
+            "severe NPDR": ("severe", "severe nonproliferative diabetic retinopathy", "severe DR"),
+            "proliferative DR": ("PDR", "proliferative", "proliferative diabetic retinopathy"),
+        },
+    ),
+}
+SET_NAMES = {
+    "colorectal": "nct-crc-he",
+    "nct-crc": "nct-crc-he",
+    "dr": "diabetic-retinopathy",
+    "retinopathy": "diabetic-retinopathy",
+}
+CUSTOM_QUESTION = "Which of the following best describes this image?"
+
+
+def choice_set(name: str) -> ChoiceSet | None:
+    key = name.strip().lower()
+    return CHOICE_SETS.get(SET_NAMES.get(key, key))
+
+
+class ClassifyOut(Output):
+    answer: str
+    letter: str
+    options: list[str]
+    reply: str = Field(description="what the model wrote, before mapping")
+
+
+class ClassifyOptions(TaskOptions):
+    choices: list[str] = Field(
+        default_factory=lambda: list(CHOICE_SETS["nct-crc-he"].options),
+        description="a built-in set name (nct-crc-he, diabetic-retinopathy) or the options themselves",
+    )
+    choice_set: str | None = None  # filled in when ``choices`` named a built-in set
+
+    @field_validator("choices", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [s.strip() for s in v.split(",") if s.strip()]
+        return v
+
+    @field_validator("choices")
+    @classmethod
+    def _enough(cls, v: list[str]) -> list[str]:
+        if len(v) == 1 and choice_set(v[0]) is None:
+            raise ValueError(
+                f"{v[0]!r} is not a built-in set ({', '.join(CHOICE_SETS)}); give at least two choices"
+            )
+        if len(v) > len(LETTERS):
+            raise ValueError(f"at most {len(LETTERS)} choices")
+        return v
+
+
+class Classify(Task):
+    name = "classify"
+    description = (
+        "Image + choices -> exactly one of the choices (built-in: nct-crc-he, diabetic-retinopathy)."
+    )
+    input_kinds: ClassVar[tuple[Kind, ...]] = ("image", "cxr", "wsi", "pdf", "ct", "mri")
+    Options = ClassifyOptions
+    max_new_tokens = 64
+
+    def opts(self, options: Any) -> Any:
+        o = super().opts(options)
+        if len(o.choices) == 1 and (cs := choice_set(o.choices[0])) is not None:
+            o = o.model_copy(update={"choices": list(cs.options), "choice_set": o.choices[0]})
+        return o
+
+    def _set(self, o: Any) -> ChoiceSet:
+        if o.choice_set and (cs := choice_set(o.choice_set)) is not None:
+            return cs
+        for cs in CHOICE_SETS.values():
+            if list(cs.options) == list(o.choices):
+                return cs
+        return ChoiceSet(tuple(o.choices), CUSTOM_QUESTION)
+
+    def messages(self, inputs: list[PreparedInput], question: str | None, options: Any) -> list[Message]:
+        o = self.opts(options)
+        cs = self._set(o)
+        prompt = (
+            f"{(question or cs.question).strip()}\n{lettered(o.choices)}\n"
+            'Answer with exactly one of the options, as a JSON object {"answer": "<the option, exactly as written>"}.'
+        )
+        parts = [p for i in inputs for p in i.parts]
+        return [*system_messages(o), Message("user", [*parts, TextPart(prompt)])]
+
+    def reply_schema(self, inputs: list[PreparedInput], options: Any) -> dict[str, Any] | None:
+        o = self.opts(options)
+        return {
+            "type": "object",
+            "properties": {"answer": {"type": "string", "enum": list(o.choices)}},
+            "required": ["answer"],
+            "additionalProperties": False,
+        }
+
+    def parse(self, text: str, inputs: list[PreparedInput], options: Any) -> ClassifyOut:
+        o = self.opts(options)
+        cs = self._set(o)
+        text = answer_only(text)
+        reply: str | None = None
+        try:
+            value = extract_json(text, dict).value
+            reply = str(value.get("answer", "")) if isinstance(value, dict) else None
+        except ParseError:
+            reply = None
+        if not reply:
+            reply = final_answer(text) or text
+        if not reply.strip():
+            raise ParseError("empty reply")
+        choice = match_option(reply, o.choices, aliases=cs.aliases)
+        if choice is None:
+            raise ParseError(f"{reply[:200]!r} is not exactly one of: {', '.join(o.choices)}")
+        return ClassifyOut(
+            answer=choice, letter=LETTERS[o.choices.index(choice)], options=list(o.choices), reply=reply[:500]
+        )

@@ -1,0 +1,259 @@
+"""Robust reading of model replies: thought stripped, JSON found, "Final Answer" taken, options matched.
+
+Models wrap their output in prose, fences and half-finished thoughts; every task parses through
+these few functions, so the same tolerance (and the same refusals) apply everywhere.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import string
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from aris.errors import OutputError
+from aris.prompt import THOUGHT_CLOSE, THOUGHT_OPEN
+from aris.thinking import split_text
+
+
+class ParseError(OutputError):
+    """A reply that could not be read or validated; ``errors`` go into the repair prompt and the Result."""
+
+    def __init__(self, errors: str | Sequence[str]) -> None:
+        self.errors = [errors] if isinstance(errors, str) else list(errors)
+        super().__init__("; ".join(self.errors))
+
+
+def answer_only(text: str) -> str:
+    """The answer with any leaked thought removed (thinking on, or a model that thinks unasked)."""
+    if THOUGHT_OPEN in text or THOUGHT_CLOSE in text:
+        _, text = split_text(text)
+        text = text.replace(THOUGHT_OPEN, "").replace(THOUGHT_CLOSE, "")
+    return text.strip()
+
+
+_FINAL = re.compile(r"\**\s*final\s+answer\s*\**\s*[:：]\s*\**", re.IGNORECASE)
+
+
+def after_final_answer(text: str) -> str | None:
+    """Everything after the LAST "Final Answer:" (markdown bold tolerated), or None."""
+    last = None
+    for m in _FINAL.finditer(text):
+        last = m
+    return None if last is None else text[last.end() :].strip()
+
+
+def final_answer(text: str) -> str | None:
+    """The short answer after the last "Final Answer:": first non-empty line, quotes and bold removed."""
+    tail = after_final_answer(answer_only(text))
+    if tail is None:
+        return None
+    for line in tail.splitlines():
+        cleaned = clean_short(line)
+        if cleaned:
+            return cleaned
+    return None
+
+
+def clean_short(text: str) -> str:
+    """Strip markdown, quotes and a trailing full stop from a short answer."""
+    text = text.strip().strip("*_`").strip()
+    text = text.strip("\"'“”‘’").strip()
+    if text.endswith(".") and not re.search(r"\d\.$", text):
+        text = text[:-1]
+    return text.strip().strip("*_`\"'").strip()
+
+
+# -- JSON ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FoundJSON:
+    value: Any
+    truncated: bool = False  # a cut-off list whose complete items were kept
+    notes: list[str] = field(default_factory=list)
+
+
+_FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n?(.*?)(?:```|\Z)", re.DOTALL)
+_DECODER = json.JSONDecoder()
+
+
+def _values(text: str) -> list[tuple[Any, bool]]:
+    """Top-level JSON objects/arrays in ``text``, in order, each with whether it was salvaged.
+
+    A list that does not decode (cut off at ``max_new_tokens``) yields its complete items, so the
+    objects inside it are not mistaken for separate answers.
+    """
+    out: list[tuple[Any, bool]] = []
+    i = 0
+    while i < len(text):
+        if text[i] in "{[":
+            try:
+                value, end = _DECODER.raw_decode(text, i)
+            except ValueError:
+                salvaged = _salvage_list(text, i) if text[i] == "[" else None
+                if salvaged is not None:
+                    items, end = salvaged
+                    out.append((items, True))
+                    i = end
+                    continue
+                i += 1
+                continue
+            out.append((value, False))
+            i = end
+        else:
+            i += 1
+    return out
+
+
+def _salvage_list(text: str, start: int) -> tuple[list[Any], int] | None:
+    """The complete items of a JSON list cut off before its ``]``, and where reading stopped; or None."""
+    i = start + 1
+    items: list[Any] = []
+    while True:
+        while i < len(text) and text[i] in " \t\r\n,":
+            i += 1
+        if i >= len(text) or text[i] == "`":
+            return (items, i) if items else None
+        if text[i] == "]":
+            return None  # a complete list that failed to decode for another reason
+        try:
+            value, i = _DECODER.raw_decode(text, i)
+        except ValueError:
+            return (items, len(text)) if items and _truncated_tail(text[i:]) else None
+        items.append(value)
+
+
+def _truncated_tail(rest: str) -> bool:
+    """Whether what follows the last complete item is an unfinished item (a cut-off), not prose."""
+    rest = rest.strip()
+    return bool(rest) and rest[0] in '{["0123456789-tfn' and "]" not in rest
+
+
+def _accepts(value: Any, expect: type | tuple[type, ...] | None) -> bool:
+    return expect is None or isinstance(value, expect)
+
+
+def extract_json(text: str, expect: type | tuple[type, ...] | None = None) -> FoundJSON:
+    """The reply's JSON value, tolerating prose, fences, thought and a cut-off list.
+
+    Looks, in order: after the last "Final Answer:", in the last ```json fence, then at the last
+    top-level JSON value anywhere. ``expect`` (``dict`` or ``list``) skips values of another type.
+    A list cut off mid-item keeps its complete items (``truncated``, with a note).
+    """
+    text = answer_only(text)
+    regions = []
+    tail = after_final_answer(text)
+    if tail:
+        regions.append(tail)
+    regions.append(text)
+    for region in regions:
+        fences = [m.group(1) for m in _FENCE.finditer(region)]
+        for body in [*reversed(fences), region]:
+            for value, salvaged in reversed(_values(body)):
+                if _accepts(value, expect):
+                    if salvaged:
+                        return FoundJSON(
+                            value,
+                            truncated=True,
+                            notes=[f"the reply was cut off; kept its {len(value)} complete items"],
+                        )
+                    return FoundJSON(value)
+    if "{" in text or "[" in text:
+        raise ParseError("the reply's JSON is incomplete or malformed (cut off, or not valid JSON)")
+    raise ParseError("the reply contains no JSON")
+
+
+def validation_messages(exc: ValidationError) -> list[str]:
+    """Pydantic errors as short lines a model (and a person) can act on."""
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+        out.append(f"{loc}: {err['msg']}")
+    return out
+
+
+# -- options ---------------------------------------------------------------------------------------
+
+LETTERS = string.ascii_uppercase
+_LETTER = re.compile(
+    r"^[(\[]?\s*(?:(?:option|answer|choice)\s+)?[(\[]?([A-Za-z])(?:\s*[).:\]]\s*(.*)|\s*)$", re.I
+)
+_PUNCT = re.compile(r"[^\w\s]")
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def norm(text: str) -> str:
+    """Lowercase, punctuation and articles removed, whitespace collapsed: the form options compare in."""
+    text = _PUNCT.sub(" ", text.lower().replace("_", " "))
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def lettered(options: Sequence[str]) -> str:
+    """``A. first\\nB. second``: the multiple-choice layout the evaluation prompts use."""
+    return "\n".join(f"{LETTERS[i]}. {opt}" for i, opt in enumerate(options))
+
+
+def match_option(
+    answer: str,
+    options: Sequence[str],
+    *,
+    aliases: dict[str, Iterable[str]] | None = None,
+    letters: bool = True,
+    cutoff: float = 0.8,
+) -> str | None:
+    """Map a model's answer to exactly one option, or None when it names none or several.
+
+    Accepts the option itself in any case/punctuation, its letter ("B", "(B)", "B. mild",
+    "Option B") when ``letters``, a declared alias, a unique option named inside a longer answer,
+    and a near-miss spelling (difflib ratio >= ``cutoff``).
+    """
+    raw = clean_short(answer)
+    if not raw or not options:
+        return None
+    forms: dict[str, str] = {}
+    for opt in options:
+        forms[norm(opt)] = opt
+        for alias in (aliases or {}).get(opt, ()):
+            forms.setdefault(norm(alias), opt)
+    key = norm(raw)
+    if key in forms:
+        return forms[key]
+    if letters:
+        m = _LETTER.match(raw.strip())
+        if m:
+            idx = LETTERS.index(m.group(1).upper())
+            rest = norm(m.group(2) or "")
+            if idx >= len(options) or not _names(rest, options[idx], forms):
+                return None  # a letter we did not offer, or a letter that contradicts its words
+            return options[idx]
+    # a unique option (or alias) named as whole words inside the answer, longest form first
+    hits = {opt for form, opt in forms.items() if form and re.search(rf"(?<!\w){re.escape(form)}(?!\w)", key)}
+    if len(hits) == 1:
+        return hits.pop()
+    if len(hits) > 1:
+        # keep the maximal forms: "severe npdr" wins over a bare "npdr" alias it contains
+        found = {
+            f: o
+            for f, o in forms.items()
+            if o in hits and f and re.search(rf"(?<!\w){re.escape(f)}(?!\w)", key)
+        }
+        maximal = {o for f, o in found.items() if not any(f != g and f in g for g in found)}
+        return maximal.pop() if len(maximal) == 1 else None
+    close = difflib.get_close_matches(key, list(forms), n=2, cutoff=cutoff)
+    if len(close) == 1 or (len(close) == 2 and forms[close[0]] == forms[close[1]]):
+        return forms[close[0]]
+    return None
+
+
+def _names(rest: str, option: str, forms: dict[str, str]) -> bool:
+    """Whether the words after a letter agree with that letter's option (guards "A. edema" for B)."""
+    if not rest:
+        return True
+    target = {f for f, o in forms.items() if o == option}
+    return rest in target or any(rest.startswith(f) or f.startswith(rest) for f in target)

@@ -1,0 +1,131 @@
+"""The shared run: constrained decoding where possible, repair once, bad twice -> a Result with errors."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from aris.engines.base import Capabilities
+from aris.engines.fake import FakeEngine
+from aris.errors import ConfigError, InputError
+from aris.inputs.base import PreparedInput
+from aris.notice import NOTICE
+from aris.tasks import TASKS, get_task, list_tasks
+from aris.types import GenerationParams, ImagePart, Provenance
+
+
+def tissue() -> PreparedInput:
+    return PreparedInput(
+        "image", [ImagePart(Image.new("RGB", (64, 64), (200, 120, 160)))], Provenance("image", ["t.png"])
+    )
+
+
+class TextOnlyFake(FakeEngine):
+    """The scripted engine without structured-output support, as a plain llama-server would be."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(vision=True, max_context=131072, max_images=200, json_schema=False)
+
+
+def test_bad_then_good_is_repaired_once() -> None:
+    engine = FakeEngine(replies=["I cannot tell from this patch.", '{"answer": "adipose"}'])
+    result = get_task("classify").run(engine, [tissue()])
+    assert result.repaired
+    assert result.errors == []
+    assert result.parsed["answer"] == "adipose"
+    assert result.text == '{"answer": "adipose"}'
+    assert [s["name"] for s in result.steps] == ["answer", "answer-repair"]
+    assert result.usage["calls"] == 2
+    # the repair is the conversation so far + the previous reply as the model's turn + the errors
+    repair = engine.prompts[1]
+    assert repair.startswith(engine.prompts[0].removesuffix("<start_of_turn>model\n"))
+    assert "<start_of_turn>model\nI cannot tell from this patch.<end_of_turn>" in repair
+    assert "is not exactly one of" in repair
+    assert "ONLY the corrected JSON" in repair
+    # the prompt hash is the task's own prompt, not the repair's
+    assert result.prompt_sha256 == result.steps[0]["prompt_sha256"] != result.steps[1]["prompt_sha256"]
+
+
+def test_bad_twice_is_a_result_with_errors_not_an_exception() -> None:
+    engine = FakeEngine(replies=["no idea", "still no idea"])
+    result = get_task("classify").run(engine, [tissue()])
+    assert result.parsed is None
+    assert not result.repaired
+    assert result.errors[0].startswith("first reply:")
+    assert result.errors[-1].startswith("after repair:")
+    assert result.text == "no idea"  # the model's own first attempt is kept
+    assert result.notice == NOTICE
+    assert len(engine.prompts) == 2  # exactly one repair
+
+
+def test_json_schema_is_set_only_where_the_engine_constrains_and_thinking_is_off() -> None:
+    engine = FakeEngine(replies=['{"answer": "mucus"}'])
+    get_task("classify").run(engine, [tissue()], options={"choices": "diabetic-retinopathy"})
+    schema = engine.params[0].json_schema
+    assert schema["properties"]["answer"]["enum"] == [
+        "no DR",
+        "mild",
+        "moderate",
+        "severe NPDR",
+        "proliferative DR",
+    ]
+
+    plain = TextOnlyFake(replies=['{"answer": "mild"}'])
+    get_task("classify").run(plain, [tissue()], options={"choices": "dr"})
+    assert plain.params[0].json_schema is None
+
+    thinking = FakeEngine(replies=['<unused94>thought\nhmm<unused95>{"answer": "mild"}'])
+    r = get_task("classify").run(thinking, [tissue()], options={"choices": "dr", "think": True})
+    assert thinking.params[0].json_schema is None  # a grammar would forbid the thought markers
+    assert thinking.params[0].think
+    assert r.parsed["answer"] == "mild"
+    assert r.thought == "hmm"
+
+    off = FakeEngine(replies=['{"answer": "mild"}'])
+    get_task("classify").run(off, [tissue()], options={"choices": "dr", "constrain": False})
+    assert off.params[0].json_schema is None
+
+
+def test_repair_turns_thinking_off_and_constrains() -> None:
+    engine = FakeEngine(replies=["<unused94>thought\nlong<unused95>grade unclear", '{"answer": "mild"}'])
+    r = get_task("classify").run(engine, [tissue()], options={"choices": "dr", "think": True})
+    assert r.repaired
+    assert engine.params[1].think is False
+    assert engine.params[1].json_schema is not None
+
+
+def test_params_keep_the_callers_budget_and_the_tasks_default() -> None:
+    engine = FakeEngine(replies=['{"answer": "mild"}'])
+    get_task("classify").run(
+        engine, [tissue()], options={"choices": "dr"}, params=GenerationParams(max_new_tokens=7)
+    )
+    assert engine.params[0].max_new_tokens == 7
+    engine2 = FakeEngine(replies=["[]", "[]"])
+    get_task("lab-extract").run(engine2, [tissue()])
+    assert engine2.params[0].max_new_tokens == get_task("lab-extract").max_new_tokens
+
+
+def test_unknown_option_and_wrong_inputs_are_clear_errors() -> None:
+    engine = FakeEngine()
+    with pytest.raises(ConfigError, match="choises"):
+        get_task("classify").run(engine, [tissue()], options={"choises": "a,b"})
+    with pytest.raises(InputError, match=r"t\.png.*ct"):
+        get_task("ct").run(engine, [tissue()], "Any bleed?")
+    with pytest.raises(InputError, match="takes 2 input"):
+        get_task("cxr-compare").run(engine, [tissue()])
+    with pytest.raises(ConfigError, match="needs a question"):
+        get_task("vqa").run(engine, [tissue()])
+    with pytest.raises(ConfigError, match=r"Unknown task 'nope'\. Available"):
+        get_task("nope")
+    assert engine.prompts == []  # nothing reached the engine
+
+
+def test_every_task_is_listed_with_its_interface() -> None:
+    tasks = list_tasks()
+    assert [t.name for t in tasks] == list(TASKS)
+    for t in tasks:
+        assert t.description
+        lo, hi = t.n_inputs
+        assert 0 <= lo <= hi
+        assert isinstance(t.input_kinds, tuple)

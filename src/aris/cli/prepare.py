@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -155,11 +156,11 @@ def _safe_stem(p: Path) -> str:
 def _summary_row(table: Table, name: str, prepared: PreparedInput) -> None:
     tokens = estimate_tokens(prepared)
     table.add_row(
-        name,
+        escape(name),
         prepared.kind,
         str(tokens["images"]),
         f"{tokens['total']:,}",
-        "; ".join(prepared.provenance.warnings) or "",
+        escape("; ".join(prepared.provenance.warnings)),
     )
 
 
@@ -200,13 +201,19 @@ def prepare_cmd(
         err_console.print(f"[bold red]error:[/] unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
         raise typer.Exit(2)
     if not input_path.exists():
-        err_console.print(f"[bold red]error:[/] {input_path}: no such file or folder", highlight=False)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(input_path))}: no such file or folder",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(2)
     if out.exists() and any(out.iterdir()):
         if not force:
             err_console.print(
-                f"[bold red]error:[/] {out} is not empty; use --force to replace an earlier prepare's files",
+                f"[bold red]error:[/] {escape(str(out))} is not empty; use --force to replace an earlier "
+                "prepare's files",
                 highlight=False,
+                soft_wrap=True,
             )
             raise typer.Exit(2)
         _clear(out)
@@ -238,17 +245,17 @@ def prepare_cmd(
             ) as progress:
                 write_prepared(prepared, out, input_path, progress)
         except ArisError as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
-        table = _table(f"prepared into {out}")
+        table = _table(f"prepared into {escape(str(out))}")
         _summary_row(table, input_path.name, prepared)
         console.print(table)
         for w in prepared.provenance.warnings:
-            err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+            err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
         return
 
     items = sorted(p for p in input_path.iterdir() if not p.name.startswith((".", "__MACOSX")))
-    table = _table(f"prepared {len(items)} inputs into {out}")
+    table = _table(f"prepared {len(items)} inputs into {escape(str(out))}")
     entries: list[dict[str, Any]] = []
     with Progress(
         TextColumn("{task.description}"),
@@ -263,7 +270,7 @@ def prepare_cmd(
         def done(i: int, path: Path, result: PreparedInput | Failure) -> None:
             if isinstance(result, Failure):
                 entries.append({"source": str(path), "error": result.error, "type": result.type})
-                err_console.print(f"[red]skipped:[/] {result.error}", highlight=False)
+                err_console.print(f"[red]skipped:[/] {escape(result.error)}", highlight=False, soft_wrap=True)
             else:
                 sub = f"{i + 1:03d}_{_safe_stem(path)}"
                 try:
@@ -293,7 +300,7 @@ def prepare_cmd(
         try:
             read_many(items, kind, on_progress=done, keep=False, **options)
         except ArisError as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
     out.mkdir(parents=True, exist_ok=True)
     failed = [e for e in entries if "error" in e]
@@ -309,6 +316,6 @@ def prepare_cmd(
     console.print(table)
     if failed:
         err_console.print(f"[bold red]{len(failed)} of {len(items)} inputs could not be read:[/]")
-        for e in failed:
-            err_console.print(f"  {e['error']}", highlight=False, markup=False)
+        for entry in failed:
+            err_console.print(f"  {entry['error']}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(2 if len(failed) == len(items) else 1)

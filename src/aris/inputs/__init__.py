@@ -159,7 +159,7 @@ def _dispatch(source: Path | list[Path], kind: str, options: dict[str, Any]) -> 
         call.setdefault("modality", kind)
     prepared = fn(source, **call)
     if kind in ("cxr", "image") and prepared.kind != kind:
-        prepared.kind = kind  # the caller knows a PNG is a chest X-ray; the reader cannot
+        prepared.kind = "cxr" if kind == "cxr" else "image"  # the caller knows a PNG is a chest X-ray
         prepared.provenance.kind = kind
     if ignored:
         prepared.provenance.warnings.append(

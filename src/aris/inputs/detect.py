@@ -160,7 +160,7 @@ def _folder_verdict(path: Path, kinds: Counter[str], others: int) -> Kind:
     """One input from a folder's DICOM kinds, or a refusal naming what is there."""
     volume = {k: n for k, n in kinds.items() if k in ("ct", "mri")}
     if volume:
-        return max(volume, key=lambda k: volume[k])  # type: ignore[return-value]
+        return "ct" if volume.get("ct", 0) >= volume.get("mri", 0) else "mri"
     if kinds.get("wsi"):
         return "wsi"
     found = ", ".join(f"{n} {k}" for k, n in kinds.most_common() if k != "none")
@@ -301,7 +301,7 @@ def _nifti_kind(path: Path) -> Kind:
     import numpy as np
 
     try:
-        img = nib.load(str(path))
+        img: Any = nib.load(str(path))
         shape = img.shape
         proxy = img.dataobj
         z = shape[2] // 2 if len(shape) >= 3 else None

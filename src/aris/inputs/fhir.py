@@ -120,11 +120,11 @@ def _load_file(path: Path) -> tuple[list[dict[str, Any]], str, str | None]:
             _validate(path, data, "Bundle", where="")
             entries = data.get("entry") or []
             out = []
-            for i, e in enumerate(entries):
-                if "resource" in e:
-                    res = dict(e["resource"])
-                    if e.get("fullUrl"):
-                        res["__fullUrl"] = e["fullUrl"]
+            for i, entry in enumerate(entries):
+                if "resource" in entry:
+                    res = dict(entry["resource"])
+                    if entry.get("fullUrl"):
+                        res["__fullUrl"] = entry["fullUrl"]
                     out.append(res)
                 else:
                     logger.debug("bundle entry %d has no resource", i)

@@ -94,8 +94,8 @@ class LevelChoice:
 
 class Slide(Protocol):
     backend: str
-    level_dimensions: Sequence[tuple[int, int]]
-    level_downsamples: Sequence[float]
+    level_dimensions: list[tuple[int, int]]
+    level_downsamples: list[float]
     mpp: float | None
     objective_power: float | None
 
@@ -118,12 +118,12 @@ class _TiffSlide:
         except Exception as e:  # tifffile raises several types for non-TIFF or damaged files
             raise CorruptFileError(path, f"not a readable TIFF/SVS slide ({type(e).__name__}: {e})") from e
         props = self._s.properties
-        self.level_dimensions = list(self._s.level_dimensions)
-        self.level_downsamples = list(self._s.level_downsamples)
+        self.level_dimensions: list[tuple[int, int]] = [(int(w), int(h)) for w, h in self._s.level_dimensions]
+        self.level_downsamples: list[float] = [float(d) for d in self._s.level_downsamples]
         mpp = props.get("tiffslide.mpp-x")
-        self.mpp = float(mpp) if mpp else None
+        self.mpp: float | None = float(mpp) if mpp else None
         power = props.get("tiffslide.objective-power") or props.get("aperio.AppMag")
-        self.objective_power = float(power) if power else None
+        self.objective_power: float | None = float(power) if power else None
 
     def read(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
         ds = self.level_downsamples[level]
@@ -154,11 +154,13 @@ class _DicomSlide:
             ) from e
         self._levels = list(self._s.levels)
         base = self._levels[0].size
-        self.level_dimensions = [(lv.size.width, lv.size.height) for lv in self._levels]
-        self.level_downsamples = [base.width / lv.size.width for lv in self._levels]
+        self.level_dimensions: list[tuple[int, int]] = [
+            (int(lv.size.width), int(lv.size.height)) for lv in self._levels
+        ]
+        self.level_downsamples: list[float] = [base.width / lv.size.width for lv in self._levels]
         mpp = self._s.mpp
-        self.mpp = float(mpp.width) if mpp is not None else None
-        self.objective_power = None  # not reliably present; the mpp decides
+        self.mpp: float | None = float(mpp.width) if mpp is not None else None
+        self.objective_power: float | None = None  # not reliably present; the mpp decides
 
     def read(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
         # wsidicom's `level` is the pyramid's scale power and its location is in that level's pixels

@@ -108,6 +108,13 @@ def test_list_folder_of_one_and_zips(shared_data, tmp_path: Path) -> None:  # ty
     one.mkdir()
     shutil.copy(shared_data("lab/synthetic_lab_report.pdf"), one / "00000.pdf")
     assert read(one).kind == "pdf"  # an upload folder holding one file is that file
+    nested = tmp_path / "unzipped" / "inner"
+    nested.mkdir(parents=True)
+    shutil.copy(shared_data("lab/synthetic_lab_report.pdf"), nested / "r.pdf")
+    assert read(tmp_path / "unzipped").kind == "pdf"  # ...however deep it sits
+    shutil.copy(shared_data("dicom/cxr/highdicom_dx_image.dcm"), nested / "c.dcm")
+    with pytest.raises(UnsupportedFormatError, match="not one pdf input: read each file"):
+        read(tmp_path / "unzipped", kind="pdf")
     pdf_zip = tmp_path / "report.zip"
     with zipfile.ZipFile(pdf_zip, "w") as zf:
         zf.write(shared_data("lab/synthetic_lab_report.pdf"), "report.pdf")

@@ -135,11 +135,20 @@ def read(path: str | Path | Sequence[str | Path], kind: str = "auto", **options:
     from aris.inputs.detect import detect_kind
 
     if path.is_dir():
-        files = [p for p in path.iterdir() if not p.name.startswith(".")]
-        if len(files) == 1 and files[0].is_file():
-            return read(files[0], kind, **options)  # an upload folder of one file
+        from aris.inputs.detect import _visible_files
+
+        files = _visible_files(path)
+        if len(files) == 1:
+            return read(files[0], kind, **options)  # an upload folder (or unpacked zip) of one file
     if kind == "auto":
         kind = detect_kind(path)
+    if path.is_dir() and kind in ("cxr", "image", "pdf"):
+        from aris.inputs.errors import UnsupportedFormatError
+
+        raise UnsupportedFormatError(
+            path,
+            f"a folder of several files is not one {kind} input: read each file (read_many, aris prepare)",
+        )
     if path.is_file() and zipfile.is_zipfile(path) and kind not in ("ct", "mri") and not _is_dicom(path):
         return _read_zip(path, kind, options)
     return _dispatch(path, kind, options)

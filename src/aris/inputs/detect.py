@@ -166,7 +166,7 @@ def _folder_verdict(path: Path, kinds: Counter[str], others: int) -> Kind:
     found = ", ".join(f"{n} {k}" for k, n in kinds.most_common() if k != "none")
     raise UnsupportedFormatError(
         path,
-        f"holds separate files ({found or 'no images'}{f', {others} other files' if others else ''}), "
+        f"holds separate files ({found or 'no images'}{f', {others} other file(s)' if others else ''}), "
         "not one DICOM series: read each file (aris prepare reads such folders file by file)",
     )
 

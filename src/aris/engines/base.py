@@ -75,8 +75,8 @@ class Engine(abc.ABC):
             raise BudgetError(
                 f"prompt needs about {needed} tokens ({n_images} images x {caps.image_tokens} + "
                 f"{text_tokens} text + {params.max_new_tokens} to generate) but the engine's context is "
-                f"{caps.max_context}; raise the context (--n-ctx / vLLM --max-model-len: 32768 fits an "
-                "85-slice CT, a 126-tile slide needs 40960) or send fewer images (fewer slices or tiles)"
+                f"{caps.max_context}; raise the context (--n-ctx / vLLM --max-model-len >= 32768 for an "
+                "85-slice CT, >= 40960 for a 126-tile slide) or send fewer images (fewer slices or tiles)"
             )
 
     def close(self) -> None:  # noqa: B027 - most engines hold nothing to release

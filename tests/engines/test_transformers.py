@@ -257,6 +257,27 @@ def test_early_close_stops_generation(engine: TransformersEngine) -> None:
     assert not any(t.name == "aris-generate" and t.is_alive() for t in threading.enumerate())
 
 
+class FailAt:
+    """A logits processor that breaks after a few steps, as an out-of-memory error would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self.calls = 0
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self.calls += 1
+        if self.calls > self.step:
+            raise RuntimeError("simulated device failure")
+        return scores
+
+
+def test_generation_failure_reaches_the_consumer(engine: TransformersEngine) -> None:
+    turns = build_turns([Message.user("Hello")])
+    with pytest.raises(EngineError, match="simulated device failure"):
+        list(engine._stream(turns, GenerationParams(max_new_tokens=50), [FailAt(3)]))
+    assert not any(t.name == "aris-generate" and t.is_alive() for t in threading.enumerate())
+
+
 def test_budget_refuses_too_many_images(engine: TransformersEngine) -> None:
     small = Image.new("RGB", (8, 8))
     turns = build_turns([Message.user(*[ImagePart(small)] * 129, "Which slice?")])

@@ -204,7 +204,8 @@ class RayExecutor(Executor):
         return out
 
     def prepare(self, spec: ItemSpec) -> Any:
-        meta_ref, data_ref = self._prepare.remote(spec, self.task)
+        refs: Any = self._prepare.remote(spec, self.task)  # num_returns=2: two refs
+        meta_ref, data_ref = refs
         self.payloads[meta_ref] = data_ref
         return meta_ref
 

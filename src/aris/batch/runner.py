@@ -8,6 +8,7 @@ so nothing is lost, and done items (results are kept once per key) are never run
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import logging
 import time
 import uuid
@@ -184,11 +185,13 @@ def plan_job(
 ) -> tuple[JobView, bool]:
     """The job for these items: the existing one if the same command ran before (resume), else a new one."""
     new_items: list[NewItem] = []
-    digests: dict[str, str] = {}
+    # hashlib releases the GIL on large buffers: a few threads read several studies at once.
+    by_ref = {it.input_ref: it.paths for it in items}
+    with cf.ThreadPoolExecutor(4, thread_name_prefix="aris-digest") as pool:
+        digests = dict(zip(by_ref, pool.map(input_digest, by_ref.values()), strict=True))
     for seq, it in enumerate(items):
         ref = it.input_ref
-        digest = digests.get(ref) or input_digest(it.paths)
-        digests[ref] = digest
+        digest = digests[ref]
         key = item_key(digest, task, model, key_params(task, gen, it), it.question)
         new_items.append(NewItem(seq, key, ref, digest, it.question, it.kind, it.options, it.task_options))
     seen: set[tuple[str, str]] = set()

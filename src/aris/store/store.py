@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Engine, create_engine, event, func, select, update
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, CursorResult, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from aris.errors import ArisError, ConfigError
@@ -67,6 +67,11 @@ def _aware(dt: datetime | None) -> datetime | None:
     if dt is not None and dt.tzinfo is None:
         return dt.replace(tzinfo=UTC)
     return dt
+
+
+def _rowcount(res: Any) -> int:
+    """Rows an UPDATE matched (a CursorResult's rowcount; the typed Result hides it)."""
+    return int(cast(CursorResult[Any], res).rowcount)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -383,11 +388,13 @@ class Store:
                     f"batch {job_id} is being run by another process (pid {job.runner_pid} on "
                     f"{job.runner_host}); wait for it or stop it, then run again"
                 )
-            reset = s.execute(
-                update(Item)
-                .where(Item.job_id == job_id, Item.status == ItemStatus.RUNNING)
-                .values(status=ItemStatus.PENDING, runner_id=None)
-            ).rowcount
+            reset = _rowcount(
+                s.execute(
+                    update(Item)
+                    .where(Item.job_id == job_id, Item.status == ItemStatus.RUNNING)
+                    .values(status=ItemStatus.PENDING, runner_id=None)
+                )
+            )
             resumed = job.status != JobStatus.PENDING
             job.runner_id = runner_id
             job.runner_host = host
@@ -481,7 +488,7 @@ class Store:
                 error=None,
             )
         )
-        return bool(res.rowcount == 1)
+        return _rowcount(res) == 1
 
     def requeue(self, item_id: int) -> None:
         """running -> pending without counting a failure (its engine or endpoint died, not the item)."""
@@ -599,11 +606,13 @@ class Store:
             job = s.get(Job, job_id)
             if job is None:
                 raise JobNotFoundError(f"no job {job_id!r} in the store {self.url}")
-            n = s.execute(
-                update(Item)
-                .where(Item.job_id == job_id, Item.status == ItemStatus.FAILED)
-                .values(status=ItemStatus.PENDING, error=None)
-            ).rowcount
+            n = _rowcount(
+                s.execute(
+                    update(Item)
+                    .where(Item.job_id == job_id, Item.status == ItemStatus.FAILED)
+                    .values(status=ItemStatus.PENDING, error=None)
+                )
+            )
             if n:
                 job.status = JobStatus.STOPPED if job.status != JobStatus.RUNNING else job.status
             s.add(self._audit_row("job.retry", job=job, detail=f"{n} failed items reset"))

@@ -28,6 +28,8 @@ def run_migrations_online() -> None:
             context.run_migrations()
         return
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise SystemExit("pass the store URL: alembic -x url=sqlite:///PATH upgrade head")
     engine = create_engine(url)
     with engine.begin() as conn:
         context.configure(

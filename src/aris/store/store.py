@@ -207,7 +207,8 @@ def _sqlite_engine(url: str) -> Engine:
     def _on_begin(conn: Connection) -> None:
         # IMMEDIATE takes the write lock up front: a deferred transaction that reads then writes can
         # fail with SQLITE_BUSY at once when another process committed in between.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Reads (status, export) begin deferred, so polling a running batch never queues for the lock.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("aris_read") else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -238,6 +239,7 @@ class Store:
         self.engine = engine
         self.actor = actor or os_user()
         self._session = sessionmaker(engine, expire_on_commit=False)
+        self._read = sessionmaker(engine.execution_options(aris_read=True), expire_on_commit=False)
 
     # -- opening -----------------------------------------------------------------------------------
     @classmethod
@@ -344,7 +346,7 @@ class Store:
 
     def get_job(self, job_id: str) -> JobView:
         """A job by id, or by a unique prefix of it (as shown by ``aris batch status``)."""
-        with self._session() as s:
+        with self._read() as s:
             row = s.get(Job, job_id)
             if row is None and job_id:
                 rows = s.scalars(select(Job).where(Job.id.startswith(job_id, autoescape=True)).limit(2)).all()
@@ -356,14 +358,14 @@ class Store:
 
     def find_job(self, fingerprint: str) -> JobView | None:
         """The latest job made from the same task, model, params and items (to resume it)."""
-        with self._session() as s:
+        with self._read() as s:
             row = s.scalars(
                 select(Job).where(Job.fingerprint == fingerprint).order_by(Job.created.desc()).limit(1)
             ).first()
             return JobView.of(row) if row else None
 
     def jobs(self, limit: int = 20) -> list[JobView]:
-        with self._session() as s:
+        with self._read() as s:
             rows = s.scalars(select(Job).order_by(Job.created.desc()).limit(limit)).all()
             return [JobView.of(r) for r in rows]
 
@@ -619,7 +621,7 @@ class Store:
             return int(n)
 
     def items(self, job_id: str, status: str | None = None) -> list[ItemView]:
-        with self._session() as s:
+        with self._read() as s:
             q = select(Item).where(Item.job_id == job_id)
             if status:
                 q = q.where(Item.status == status)
@@ -630,7 +632,7 @@ class Store:
 
     def counts(self, job_id: str) -> dict[str, int]:
         """Items per status, every status present (0 when none)."""
-        with self._session() as s:
+        with self._read() as s:
             rows = s.execute(
                 select(Item.status, func.count()).where(Item.job_id == job_id).group_by(Item.status)
             ).all()
@@ -641,14 +643,14 @@ class Store:
 
     # -- results -----------------------------------------------------------------------------------
     def result_for(self, key: str) -> dict[str, Any] | None:
-        with self._session() as s:
+        with self._read() as s:
             data = s.scalar(select(ResultRow.data).where(ResultRow.key == key))
             return dict(data) if data is not None else None
 
     def export(self, job_id: str) -> list[dict[str, Any]]:
         """One row per item, in worklist order, with its result (if done) or error (if failed)."""
         self.get_job(job_id)
-        with self._session() as s:
+        with self._read() as s:
             rows = s.execute(
                 select(Item, ResultRow.data)
                 .outerjoin(ResultRow, ResultRow.key == Item.key)
@@ -730,7 +732,7 @@ class Store:
             s.add(row)
 
     def audit_trail(self, job_id: str | None = None, action: str | None = None) -> list[AuditView]:
-        with self._session() as s:
+        with self._read() as s:
             q = select(AuditRow)
             if job_id is not None:
                 q = q.where(AuditRow.job_id == job_id)

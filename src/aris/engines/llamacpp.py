@@ -473,8 +473,8 @@ class _TokenPicker:
             llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(params.temperature))
             llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(seed))
             self._chain = chain
-        self._data = (llama_cpp.llama_token_data * self._n_vocab)()
-        self._view = np.ctypeslib.as_array(self._data)
+        self._data: Any = None  # the whole-vocabulary candidate array, made on first need (3 MB)
+        self._view: Any = None
         self._one = (llama_cpp.llama_token_data * 1)()
 
     def pick(self) -> int:
@@ -518,6 +518,9 @@ class _TokenPicker:
         return bool(np.isfinite(self._one[0].logit))
 
     def _candidates(self, logits: np.ndarray[Any, Any]) -> Any:
+        if self._data is None:
+            self._data = (self._lc.llama_token_data * self._n_vocab)()
+            self._view = np.ctypeslib.as_array(self._data)
         self._view["id"] = np.arange(self._n_vocab)
         self._view["logit"] = logits
         self._view["p"] = 0.0

@@ -263,6 +263,7 @@ class BatchRunner:
                 on_progress(Progress(total, done, failed, len(generating)))
 
         def settle_parked(key: str, error: tuple[str, str] | None) -> tuple[int, int]:
+            nonlocal exhausted
             n_done = n_failed = 0
             for it in parked.pop(key, []):
                 if error is None and store.done_from_existing(it.id):
@@ -272,6 +273,7 @@ class BatchRunner:
                     n_failed += 1
                 else:  # the key's result is missing (should not happen): run it after all
                     store.requeue(it.id)
+                    exhausted = False
             return n_done, n_failed
 
         report()

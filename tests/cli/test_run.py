@@ -161,3 +161,13 @@ def test_run_on_the_real_tiny_vlm(tiny_vlm: Path, shared_data, tmp_path: Path) -
     assert record["errors"] == []  # constrained to the enum: always one of the grades
     assert record["parsed"]["answer"] in ["no DR", "mild", "moderate", "severe NPDR", "proliferative DR"]
     assert record["usage"]["images"] == 1
+
+
+def test_several_files_for_a_one_input_task_are_one_series(scripted: FakeEngine, shared_data) -> None:  # type: ignore[no-untyped-def]
+    files = sorted(str(p) for p in shared_data("dicom/ct_series/head_ct2_4slices").iterdir())
+    scripted.enqueue("[bold]not markup[/] Final Answer: no")
+    result = CliRunner().invoke(app, ["run", "ct", *files, "-q", "Bleed?", "--engine", "fake"])
+    assert result.exit_code == 0, result.output
+    assert scripted.prompts[0].count("<start_of_image>") == 4
+    assert "SLICE 4" in scripted.prompts[0]
+    assert "[bold]not markup[/]" in result.output  # model text is printed as text

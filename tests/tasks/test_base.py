@@ -129,3 +129,20 @@ def test_every_task_is_listed_with_its_interface() -> None:
         lo, hi = t.n_inputs
         assert 0 <= lo <= hi
         assert isinstance(t.input_kinds, tuple)
+
+
+def test_aris_run_reads_paths_the_way_the_recipe_needs(shared_data) -> None:  # type: ignore[no-untyped-def]
+    import aris
+
+    engine = FakeEngine(replies=['[{"box_2d": [0, 0, 1000, 1000], "label": "chest"}]'])
+    r = aris.run(
+        "cxr-localize", shared_data("dicom/cxr/highdicom_dx_image.dcm"), engine=engine, labels="chest"
+    )
+    assert r.errors == []
+    # read with pad_square=True: the whole padded square maps back to the whole 211 x 169 film
+    assert r.parsed["padding"] == {"left": 0, "top": 21, "size": 211}
+    assert r.parsed["boxes"][0]["box_px"] == {"x0": 0.0, "y0": 0.0, "x1": 211.0, "y1": 169.0}
+    assert r.timings.prepare_s > 0
+    assert r.provenance[0]["kind"] == "cxr"
+    text = aris.run("text-qa", question="Q?", engine=FakeEngine(replies=["Final Answer: 42"]))
+    assert text.parsed == {"answer": "42", "choice": None, "letter": None}

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from aris.cli.app import app, console, err_console
 from aris.cli.ask import print_stream
@@ -57,7 +58,7 @@ def _rows_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> T
     for c in columns:
         table.add_column(c)
     for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
+        table.add_row(*(Text(_cell(row.get(c))) for c in columns))  # model text is not markup
     return table
 
 
@@ -73,7 +74,7 @@ def print_result(result: Result) -> None:
             if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
                 nested.append((k, v))
             else:
-                fields.add_row(k, _cell(v))
+                fields.add_row(k, Text(_cell(v)))
         console.print(fields)
         for name, rows in nested:
             columns = [c for c in rows[0] if not _nested(rows[0][c]) or c == "box_px"]
@@ -133,7 +134,7 @@ def run_intake(
     pending = [question] if question else []
     while isinstance(step, str):
         if not as_json:
-            console.print(f"[bold cyan]Aris:[/] {step}")
+            console.print(Text.assemble(("Aris: ", "bold cyan"), step))
         if pending:
             answer: str | None = pending.pop(0)
         elif answers is not None:
@@ -147,7 +148,7 @@ def run_intake(
             step = session.finish()
             break
         if not as_json and (answers is not None or not sys.stdin.isatty()):
-            console.print(f"[bold]Patient:[/] {answer}", highlight=False, markup=False)
+            console.print(Text.assemble(("Patient: ", "bold"), answer))
         step = session.reply(answer)
     return session.result()
 
@@ -217,7 +218,10 @@ def run_cmd(
         options["out_dir"] = str(out)
     t.opts(options)  # a bad option fails now, before a model loads
     t0 = time.perf_counter()
-    prepared = prepare_inputs(t, [str(p) for p in inputs or []], kind=kind)
+    paths: list[Any] = [str(p) for p in inputs or []]
+    if t.n_inputs[1] == 1 and len(paths) > 1:
+        paths = [paths]  # several files for a one-input task: the files of one series (or slide)
+    prepared = prepare_inputs(t, paths, kind=kind)
     prepare_s = time.perf_counter() - t0
     for p in prepared:
         for w in p.provenance.warnings:

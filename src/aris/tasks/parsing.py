@@ -10,7 +10,7 @@ import difflib
 import json
 import re
 import string
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -203,7 +203,7 @@ def match_option(
     answer: str,
     options: Sequence[str],
     *,
-    aliases: dict[str, Iterable[str]] | None = None,
+    aliases: Mapping[str, Iterable[str]] | None = None,
     letters: bool = True,
     cutoff: float = 0.8,
 ) -> str | None:

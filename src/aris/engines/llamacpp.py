@@ -5,7 +5,7 @@ template found in the GGUF: MedGemma GGUFs differ in what metadata they carry (t
 one has no template at all, and llama.cpp then silently falls back to the llama-2 format).
 
 * Text: the rendered prompt (without ``<bos>``; llama.cpp adds it) is tokenized with special
-  tokens parsed and decoded by ``Llama.generate``.
+  tokens parsed, as llama-cpp-python's raw completion does.
 * Images: libmtmd, behind llama-cpp-python's generic ``MTMDChatHandler``, evaluates the same
   rendered prompt with a media marker where each image goes. The handler's own ``__call__`` is
   not used: it re-renders a Jinja template whose text items are trimmed, so it cannot place the
@@ -13,11 +13,14 @@ one has no template at all, and llama.cpp then silently falls back to the llama-
   ... ``<end_of_image>\\n\\n``; libmtmd itself adds only the two image tokens), and it ends in
   ``create_completion``, whose text drops control tokens such as ``<unused94>``. The handler
   still owns the libmtmd context (created with the model's threads, freed with the model); the
-  chunk evaluation below follows its source.
+  chunk evaluation below follows its source. Images are resized the way transformers does first.
 
-Decoding runs token by token over ``Llama.generate`` for the same reason: pieces are decoded with
-special tokens kept, so MedGemma's thought markers ``<unused94>``/``<unused95>`` reach the
-stream; ``<end_of_turn>``/``<eos>`` (llama.cpp's end-of-generation set) end it.
+Decoding is a small loop over ``Llama.eval`` rather than ``create_completion``/``generate``:
+pieces are decoded with special tokens kept, so MedGemma's thought markers
+``<unused94>``/``<unused95>`` reach the stream; ``<end_of_turn>``/``<eos>`` (llama.cpp's
+end-of-generation set) end it; a JSON-schema grammar is checked on the chosen token before being
+applied to the whole vocabulary (see :class:`_TokenPicker`); every prompt is evaluated whole, so
+a reply does not depend on the request before it (see :meth:`LlamaCppEngine._prefill`).
 """
 
 from __future__ import annotations
@@ -224,9 +227,6 @@ class LlamaCppEngine(Engine):
                     yield tail
         finally:
             picker.close()
-            if images:
-                # Image positions hold no token ids; start the next prompt from an empty cache.
-                llama.reset()
             logger.info(
                 "llama.cpp: %d prompt tokens (%d images) in %.2fs, %d new tokens in %.2fs",
                 n_prompt,
@@ -317,7 +317,7 @@ class LlamaCppEngine(Engine):
                     )
                     if result != 0:
                         raise EngineError(f"libmtmd could not evaluate an image (error {result})")
-                    llama.input_ids[start : n_past.value] = -1  # no token id here: never a cache match
+                    llama.input_ids[start : n_past.value] = -1  # image positions have no token id
                     llama.n_tokens = n_past.value
         finally:
             if chunks is not None:

@@ -129,3 +129,9 @@ def test_manifest_lists_types_and_names(record) -> None:  # type: ignore[no-unty
     assert text.splitlines()[0] == "- Observation: 56 (" + text.splitlines()[0].split("(", 1)[1]
     assert "Hemoglobin A1c/Hemoglobin.total in Blood" in text
     assert "- Patient: 1" in text
+
+
+def test_bare_claims_list_is_accepted_for_a_summary(record) -> None:  # type: ignore[no-untyped-def]
+    reply = f'Summary:\n```json\n[{{"text": "Type 2 diabetes", "sources": ["{T2DM}"]}}]\n```'
+    out = get_task("ehr-summary").parse(reply, [record], {})
+    assert out.claims[0].sources == [T2DM]

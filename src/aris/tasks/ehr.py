@@ -242,7 +242,9 @@ class _Ehr(Task):
 
     def parse(self, text: str, inputs: list[PreparedInput], options: Any) -> Output:
         resources = resources_of(inputs[0])
-        data = extract_json(text, dict).value
+        data = extract_json(text, (dict, list)).value
+        if isinstance(data, list):  # the claims alone, without their wrapper object
+            data = {"claims": data}
         try:
             value = self.out_model.model_validate(data)
         except ValidationError as e:

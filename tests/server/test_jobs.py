@@ -22,9 +22,8 @@ H = {"Authorization": "Bearer k"}
 
 @pytest.fixture(scope="module")
 def server(tiny_vlm: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    from aris.engines.transformers import TransformersEngine
-
     from aris.config import ArisSettings
+    from aris.engines.transformers import TransformersEngine
 
     home = tmp_path_factory.mktemp("home")
     engine = TransformersEngine(str(tiny_vlm))
@@ -88,6 +87,14 @@ def test_ct_series_job_streams_events_and_keeps_images(server, shared_data) -> N
     # the upload was removed after the job
     assert httpx.post(f"{url}/v1/uploads/{uid}/prepare", json={"kind": "ct"}, headers=H).status_code == 404
     assert any(j["id"] == job.json()["id"] for j in httpx.get(f"{url}/v1/jobs", headers=H).json())
+    # the shared store (the one `aris batch status` reads) has the job, its result and the audit trail
+    from aris.store import Store
+
+    with Store.open(f"sqlite:///{home / 'aris.db'}") as store:
+        sid = record["store_job"]
+        assert store.counts(sid)["done"] == 1
+        rows = store.export(sid)
+        assert rows[0]["result"]["prompt_sha256"] == result["prompt_sha256"]
 
 
 def test_zip_with_traversal_names_is_rejected(server) -> None:  # type: ignore[no-untyped-def]

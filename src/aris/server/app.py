@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -140,11 +141,15 @@ def create_app(
         app.state.engine = eng
         app.state.model_name = settings.model_name or eng.model_id
         app.state.chat = ChatService(runner, app.state.model_name, aris_settings.max_new_tokens)
-        app.state.jobs = JobManager(
+        app.state.jobs = await asyncio.to_thread(
+            JobManager,
             runner,
             aris_settings.home,
             keep_uploads=settings.keep_uploads,
             max_upload_bytes=settings.max_upload_mb * 1024 * 1024,
+            store_url=settings.db_url
+            or os.environ.get("ARIS_DB_URL")
+            or f"sqlite:///{aris_settings.home / 'aris.db'}",
         )
         mcp_guard.target = build_mcp(
             runner,

@@ -57,6 +57,8 @@ class Job:
     result: dict[str, Any] | None = None
     error: str | None = None
     task_handle: asyncio.Task[None] | None = None
+    store_id: str | None = None
+    store_id: str | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -66,6 +68,7 @@ class Job:
             "created": self.created,
             "error": self.error,
             "has_result": self.result is not None,
+            "store_job": self.store_id,
         }
 
 
@@ -75,11 +78,54 @@ def image_urls(base: str, prepared: PreparedInput) -> list[dict[str, str]]:
     ]
 
 
+class StoreLog:
+    """Server jobs in the shared store (the one ``aris batch`` uses): job, item, result or failure, audit.
+
+    Calls are blocking SQLAlchemy work, so the manager runs them on a worker thread.
+    """
+
+    def __init__(self, url: str | None) -> None:
+        from aris.store import Store
+
+        self.store = Store.open(url, actor="server")
+        self.runner_id = f"server-{uuid.uuid4().hex[:8]}"
+
+    def start(self, job: Job, model: str, engine: str, paths: list[Path]) -> int:
+        from aris.batch.manifest import input_digest, item_key
+        from aris.store import NewItem
+
+        digest = input_digest(paths)
+        params = {"options": job.options, "think": job.think, "kind": job.kind}
+        key = item_key(digest, job.task, model, params, job.question)
+        item = NewItem(0, key, f"upload:{len(paths)} file(s)", digest, job.question, job.kind, job.options)
+        view = self.store.create_job(job.task, model, engine, params, [item], kind="server", source="server")
+        job.store_id = view.id
+        row = self.store.items(view.id)[0]
+        self.store.mark_running(row.id, self.runner_id)
+        return int(row.id)
+
+    def done(self, item_id: int, result: Any) -> None:
+        self.store.record_result(item_id, result)
+
+    def failed(self, item_id: int, error: str) -> None:
+        self.store.record_failure(item_id, error)
+
+    def close(self) -> None:
+        self.store.close()
+
+
 class JobManager:
     def __init__(
-        self, runner: EngineRunner, home: Path, *, keep_uploads: bool, max_upload_bytes: int
+        self,
+        runner: EngineRunner,
+        home: Path,
+        *,
+        keep_uploads: bool,
+        max_upload_bytes: int,
+        store_url: str | None = None,
     ) -> None:
         self.runner = runner
+        self.log = StoreLog(store_url)
         self.home = home
         self.keep_uploads = keep_uploads
         self.max_upload_bytes = max_upload_bytes
@@ -211,6 +257,8 @@ class JobManager:
 
         out = self.job_dir(job.id)
         (out / "images").mkdir(parents=True, exist_ok=True)
+        item_id: int | None = None
+        item_id: int | None = None
         try:
             job.status = "preparing"
             self._emit(job, {"type": "preparing"})
@@ -234,6 +282,14 @@ class JobManager:
                 },
             )
             job.status = "running"
+            paths = [
+                p
+                for uid in job.upload_ids
+                for p in sorted(self.get_upload(uid).root.rglob("*"))
+                if p.is_file()
+            ]
+            engine = self.runner.engine
+            item_id = await asyncio.to_thread(self.log.start, job, engine.model_id, engine.kind, paths)
             task = get_task(job.task)
             options = dict(job.options)
             options.setdefault("out_dir", str(out))
@@ -258,6 +314,8 @@ class JobManager:
                 elif item["kind"] == "answer" or job.think:
                     self._emit(job, item)
             assert result is not None
+            await asyncio.to_thread(self.log.done, item_id, result)
+            await asyncio.to_thread(self.log.done, item_id, result)
             job.result = json.loads(result.model_dump_json())
             (out / "result.json").write_text(json.dumps(job.result, indent=2))
             job.status = "done"
@@ -282,6 +340,8 @@ class JobManager:
             job.status, job.error = "failed", f"internal error ({type(e).__name__})"
             self._emit(job, {"type": "error", "message": job.error})
         finally:
+            if job.status in ("failed", "cancelled") and item_id is not None:
+                await asyncio.to_thread(self.log.failed, item_id, job.error or job.status)
             (out / "job.json").write_text(json.dumps(job.summary()))
             if not self.keep_uploads:
                 for uid in job.upload_ids:
@@ -319,3 +379,5 @@ class JobManager:
 
     def close(self) -> None:
         shutil.rmtree(self._tmp, ignore_errors=True)
+        self.log.close()
+        self.log.close()

@@ -29,6 +29,8 @@ def live_server(app: FastAPI, host: str = "127.0.0.1") -> Iterator[str]:
     base = f"http://{host}:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
+        if not thread.is_alive():
+            raise RuntimeError("the server failed to start (see the log above)")
         try:
             if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
                 break

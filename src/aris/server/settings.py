@@ -30,6 +30,9 @@ class ServerSettings(BaseSettings):
     )
     log_phi: bool = Field(default=False, description="Log paths and prompt text (never on by default).")
     model_name: str | None = Field(default=None, description="Name the server reports in /v1/models.")
+    db_url: str | None = Field(
+        default=None, description="Store URL (default: ARIS_DB_URL or $ARIS_HOME/aris.db)."
+    )
     mcp_roots: list[str] = Field(default_factory=list, description="Folders MCP tools over HTTP may read.")
 
     def is_loopback(self) -> bool:

@@ -11,12 +11,11 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 from aris.eval.metrics import (
     accuracy,
     bootstrap_ci,
-    choice_letter,
     closed_accuracy,
-    final_answer,
     iou,
     lab_field_counts,
     lab_scores,
+    lab_scores_from_counts,
     macro_accuracy,
     macro_f1,
     macro_f1_over_conditions,
@@ -26,22 +25,6 @@ from aris.eval.metrics import (
     rouge_l,
     token_f1,
 )
-
-
-@pytest.mark.parametrize(
-    ("text", "answer", "letter"),
-    [
-        ("Reasoning... Final Answer: B", "B", "B"),
-        ("Final Answer: (C) Metformin.", "(C) Metformin", "C"),
-        ("first Final Answer: A then Final Answer: D. Warfarin", "D. Warfarin", "D"),
-        ("**Final Answer: yes**", "yes", None),
-        ("no marker here", "no marker here", None),
-        ("final answer:   b\nmore text", "b", "B"),
-    ],
-)
-def test_final_answer_parsing(text: str, answer: str, letter: str | None) -> None:
-    assert final_answer(text) == answer
-    assert choice_letter(final_answer(text), 4) == letter
 
 
 def test_accuracy_by_hand() -> None:
@@ -130,6 +113,16 @@ def test_lab_extraction_counts_by_hand() -> None:
     micro_p, micro_r = 19 / 23, 19 / 20  # pooled: tp 9+10, fp 4, fn 1
     assert scores["micro"].precision == pytest.approx(micro_p)
     assert scores["micro"].recall == pytest.approx(micro_r)
+
+
+def test_lab_scores_from_counts_equal_lab_scores() -> None:
+    a = [{"name": "Hb", "result": "13"}, {"name": "Na", "result": "140"}]
+    b = [{"name": "Hb", "result": "12"}]
+    docs = [(a, a), (b, a), ([], a)]
+    counts = [lab_field_counts(p, r) for p, r in docs]
+    assert counts == [(4, 0, 0), (1, 1, 3), (0, 0, 4)]  # Hb name tp, result fp+fn; Na missed
+    assert lab_scores_from_counts(counts) == lab_scores(docs)
+    assert lab_scores_from_counts([])["micro"].f1 != lab_scores_from_counts([])["micro"].f1  # NaN
 
 
 def test_lab_scores_on_the_sample_truth_file(shared_data) -> None:  # type: ignore[no-untyped-def]

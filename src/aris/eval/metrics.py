@@ -7,7 +7,6 @@ is written here and tested against hand-computed values.
 
 from __future__ import annotations
 
-import re
 import string
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -28,21 +27,8 @@ def register(name: str) -> Callable[[Callable[..., float]], Callable[..., float]
 
 
 # -- answers ----------------------------------------------------------------------------------------
-_FINAL = re.compile(r"final answer\s*[:：]", re.IGNORECASE)
-
-
-def final_answer(text: str) -> str:
-    """What follows the LAST "Final Answer:" (the paper's protocol), trimmed of markup; else the text."""
-    answer = _FINAL.split(text)[-1]
-    answer = answer.strip().splitlines()[0] if answer.strip() else ""
-    return answer.strip().strip("*`\"' ").rstrip(".").strip()
-
-
-def choice_letter(answer: str, n_options: int = 10) -> str | None:
-    """The option letter in an answer such as "B", "(B)", "B. Aspirin" or "answer is b"."""
-    letters = string.ascii_uppercase[:n_options]
-    m = re.match(rf"^\(?([{letters}])\)?(?:[.):\s]|$)", answer.strip(), re.IGNORECASE)
-    return m.group(1).upper() if m else None
+# Reading "Final Answer: X" and mapping X to an option is the task layer's job
+# (aris.tasks.parsing.final_answer / match_option): eval scores what the tasks parse, one parser for both.
 
 
 @register("accuracy")
@@ -69,16 +55,17 @@ def macro_f1(preds: Sequence[str], refs: Sequence[str], labels: Sequence[str] | 
 def macro_f1_over_conditions(rows: Sequence[tuple[str, str, str]]) -> float:
     """The model card's CXR metric: binary F1 (positive = "yes") per condition, averaged over conditions.
 
-    ``rows`` are (condition, prediction, reference) with yes/no answers.
+    ``rows`` are (condition, prediction, reference) with yes/no answers; any prediction other than
+    "yes" (a missing or unreadable answer included) counts as negative, as binary F1 sees it.
     """
     from sklearn.metrics import f1_score
 
-    by: dict[str, tuple[list[str], list[str]]] = {}
+    by: dict[str, tuple[list[bool], list[bool]]] = {}
     for cond, p, r in rows:
         by.setdefault(cond, ([], []))
-        by[cond][0].append(p.strip().lower())
-        by[cond][1].append(r.strip().lower())
-    scores = [f1_score(r, p, pos_label="yes", average="binary", zero_division=0) for p, r in by.values()]
+        by[cond][0].append(p.strip().lower() == "yes")
+        by[cond][1].append(r.strip().lower() == "yes")
+    scores = [f1_score(r, p, average="binary", zero_division=0) for p, r in by.values()]
     return float(np.mean(scores)) if scores else float("nan")
 
 
@@ -234,8 +221,17 @@ def lab_scores(
     docs: Sequence[tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]]]],
 ) -> dict[str, LabScore]:
     """Macro (mean of per-document P/R/F1) and micro (pooled over all fields) scores."""
-    per_doc = [_prf(*lab_field_counts(p, r)) for p, r in docs]
-    tp, fp, fn = (sum(c) for c in zip(*(lab_field_counts(p, r) for p, r in docs), strict=True))
+    return lab_scores_from_counts([lab_field_counts(p, r) for p, r in docs])
+
+
+def lab_scores_from_counts(counts: Sequence[tuple[int, int, int]]) -> dict[str, LabScore]:
+    """Macro and micro scores from each document's (tp, fp, fn): the bootstrap resamples these
+    counts instead of matching the tests again on every resample."""
+    if not counts:
+        nan = float("nan")
+        return {"macro": LabScore(nan, nan, nan, 0, 0, 0), "micro": LabScore(nan, nan, nan, 0, 0, 0)}
+    per_doc = [_prf(*c) for c in counts]
+    tp, fp, fn = (sum(c) for c in zip(*counts, strict=True))
     macro = LabScore(
         float(np.mean([d.precision for d in per_doc])),
         float(np.mean([d.recall for d in per_doc])),

@@ -13,6 +13,7 @@ from aris.notice import NOTICE
 
 
 def _pct(v: float | None) -> str:
+    """A 0..1 value as a percentage, or a dash for a missing (None/NaN) one."""
     return "—" if v is None or v != v else f"{100 * v:.1f}"
 
 
@@ -35,15 +36,43 @@ def metric_rows(run: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+PUBLISHED_NOTE = (
+    "“published” is the MedGemma 1.5 4B figure from the model card / technical report for the benchmark "
+    "named with --benchmark; it is comparable only when this dataset is that benchmark's test split run "
+    "with this protocol."
+)
+
+
+def _protocol_lines(protocol: Any) -> list[str]:
+    if not isinstance(protocol, dict):
+        return [f"- protocol: {json.dumps(protocol)}"]
+    lines = ["", "## Protocol", ""]
+    for k, v in protocol.items():
+        shown = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+        lines.append(f"- {k}: {shown}")
+    return lines
+
+
 def to_markdown(run: dict[str, Any]) -> str:
+    counts = run.get("counts") or {}
+    failed = [i for i in run["items"] if i.get("error")]
     lines = [
         f"# Aris eval: {run['task']} on {Path(run['dataset']).name}",
         "",
         f"- model: `{run['model']}` ({run['engine']})",
-        f"- items: {len(run['items'])} ({sum(1 for i in run['items'] if i.get('error'))} failed)",
-        f"- protocol: {json.dumps(run.get('protocol', {}))}",
+        f"- items: {len(run['items'])} ({len(failed)} failed)"
+        + (
+            f"; scored {counts['scored']}, no readable answer {counts['no_answer']}, "
+            f"repaired {counts['repaired']}"
+            if counts
+            else ""
+        ),
         f"- dataset sha256: `{run.get('dataset_sha256', '')[:16]}`",
         f"- versions: {', '.join(f'{k} {v}' for k, v in run.get('versions', {}).items())}",
+    ]
+    if run.get("benchmark"):
+        lines.append(f"- benchmark: {run['benchmark']}")
+    lines += [
         "",
         "| metric | yours (%) | 95% CI | published MedGemma 1.5 4B (%) | n |",
         "|---|---|---|---|---|",
@@ -63,6 +92,14 @@ def to_markdown(run: dict[str, Any]) -> str:
         ]
         for sub, vals in sorted(run["subgroups"].items()):
             lines.append(f"| {sub} | {vals['n']} | " + " | ".join(_pct(vals.get(n)) for n in names) + " |")
+    if any(r["published"] is not None for r in metric_rows(run)):
+        lines += ["", PUBLISHED_NOTE]
+    lines += _protocol_lines(run.get("protocol", {}))
+    if failed:
+        lines += ["", "## Failed items (left out of the metrics)", ""]
+        lines += [f"- {i['id']}: {i['error']}" for i in failed[:50]]
+        if len(failed) > 50:
+            lines.append(f"- … and {len(failed) - 50} more (see run.json)")
     lines += ["", f"> {NOTICE}", ""]
     return "\n".join(lines)
 
@@ -78,10 +115,11 @@ def _bar_svg(rows: list[dict[str, Any]]) -> str:
     for i, r in enumerate(rows):
         y = 20 + i * 2 * gap
         out.append(f'<text x="0" y="{y + 13}">{html.escape(r["metric"])}</text>')
-        val = 100 * (r["value"] if r["value"] == r["value"] else 0)
+        v = r["value"]
+        val = 100 * v if v is not None and v == v else 0.0
         out.append(f'<rect x="{x0}" y="{y}" width="{val * scale:.1f}" height="{bar}" fill="#2f80c0"/>')
         out.append(f'<text x="{x0 + val * scale + 6:.1f}" y="{y + 13}">{val:.1f}</text>')
-        if r["ci"]:
+        if r["ci"] and None not in r["ci"]:
             lo, hi = (100 * c for c in r["ci"])
             out.append(
                 f'<line x1="{x0 + lo * scale:.1f}" x2="{x0 + hi * scale:.1f}" y1="{y + bar / 2}" '
@@ -122,6 +160,18 @@ def to_html(run: dict[str, Any]) -> str:
             )
             + "</table>"
         )
+    note = f"<p>{esc(PUBLISHED_NOTE)}</p>" if any(r["published"] is not None for r in md_rows) else ""
+    protocol = run.get("protocol", {})
+    proto = (
+        "<h2>Protocol</h2><ul>"
+        + "".join(
+            f"<li><b>{esc(str(k))}</b>: {esc(v if isinstance(v, str) else json.dumps(v, ensure_ascii=False))}</li>"
+            for k, v in protocol.items()
+        )
+        + "</ul>"
+        if isinstance(protocol, dict)
+        else ""
+    )
     items = "".join(
         f"<tr><td>{esc(str(i['id']))}</td><td>{esc(str(i.get('prediction')))}</td><td>{esc(str(i.get('reference')))}</td>"
         f"<td>{_num(i.get('score'), 2, '')}</td><td>{esc(i.get('error') or '')}</td></tr>"
@@ -135,7 +185,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}.notice{{backgroun
 <p>model <code>{esc(run["model"])}</code> ({esc(run["engine"])}) · {len(run["items"])} items · protocol
 <code>{esc(json.dumps(run.get("protocol", {})))}</code> · dataset sha256 <code>{esc(run.get("dataset_sha256", "")[:16])}</code></p>
 <table><tr><th>metric</th><th>yours (%)</th><th>95% CI</th><th>published MedGemma 1.5 4B (%)</th><th>n</th></tr>{table}</table>
-{_bar_svg(md_rows)}{subs}
+{_bar_svg(md_rows)}{note}{subs}{proto}
 <h2>Items</h2><table><tr><th>id</th><th>prediction</th><th>reference</th><th>score</th><th>error</th></tr>{items}</table>
 </body></html>"""
 
@@ -177,3 +227,29 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         "metrics": metrics,
         "changed": changed,
     }
+
+
+def compare_markdown(cmp: dict[str, Any]) -> str:
+    """A comparison (from :func:`compare`) as Markdown: the metrics side by side, then changed items."""
+    a, b = cmp["a"], cmp["b"]
+    lines = [
+        "# Aris eval comparison",
+        "",
+        f"- A: `{a['model']}` ({a['engine']})",
+        f"- B: `{b['model']}` ({b['engine']})",
+        "",
+        "| metric | A (%) | B (%) | B − A (points) |",
+        "|---|---|---|---|",
+    ]
+    for name, m in cmp["metrics"].items():
+        delta = "—" if m["delta"] is None else f"{100 * m['delta']:+.1f}"
+        lines.append(f"| {name} | {_pct(m['a'])} | {_pct(m['b'])} | {delta} |")
+    lines += ["", f"## Items whose answer changed ({len(cmp['changed'])})", ""]
+    if cmp["changed"]:
+        lines += ["| id | A | B | reference |", "|---|---|---|---|"]
+        for c in cmp["changed"]:
+            cells = [str(c["id"]), *(json.dumps(c[k], ensure_ascii=False) for k in ("a", "b", "reference"))]
+            lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
+    else:
+        lines.append("None.")
+    return "\n".join([*lines, ""])

@@ -1,0 +1,193 @@
+"""``aris eval``: score a model on a dataset with the model card's protocol; compare two runs.
+
+``aris eval DATASET --task TASK`` is the same as ``aris eval run DATASET --task TASK``: a group whose
+default command is ``run``, so ``aris eval compare A B`` can sit beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from typer.core import TyperGroup
+
+from aris.cli.app import app, console, err_console
+from aris.cli.batch import DbOpt, EndpointOpt, PerEndpointOpt, _graceful_sigterm, _run_with_progress
+from aris.cli.options import engine_options
+from aris.config import ArisSettings
+from aris.notice import NOTICE
+
+
+class _RunByDefault(TyperGroup):
+    """Route ``aris eval DATASET ...`` to ``run``; subcommand names and ``--help`` go to the group."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+eval_app = typer.Typer(
+    cls=_RunByDefault,
+    help="Measure a model on a dataset with MedGemma's evaluation protocol (resumable; reports with CIs).",
+    no_args_is_help=True,
+)
+app.add_typer(eval_app, name="eval")
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{100 * v:.1f}"
+
+
+def _metrics_table(run: dict[str, Any]) -> Table:
+    t = Table(title=f"{run['task']} · {Path(run['dataset']).name} · {run['model']}", title_justify="left")
+    for col in ("metric", "yours (%)", "95% CI", "published (%)", "n"):
+        t.add_column(col, justify="left" if col == "metric" else "right")
+    for name, m in run["metrics"].items():
+        ci = f"{_pct(m['ci'][0])}–{_pct(m['ci'][1])}" if m.get("ci") else "—"
+        pub = f"{m['published']:.1f}" if m.get("published") is not None else "—"
+        t.add_row(name, _pct(m["value"]), ci, pub, str(m["n"]))
+    return t
+
+
+@eval_app.command("run")
+@engine_options
+def run_cmd(
+    dataset: Annotated[
+        Path, typer.Argument(help="A .jsonl/.csv/.json dataset or a saved Hugging Face dataset folder.")
+    ],
+    task: Annotated[
+        str, typer.Option("--task", "-t", help="text-qa, vqa, ct, mri, classify, cxr-compare, …")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder for run.json and the reports (default aris-eval/<job>)."),
+    ] = None,
+    benchmark: Annotated[
+        str | None,
+        typer.Option(
+            "--benchmark", help="Published benchmark this dataset is (MedQA, SLAKE, …): yours vs published."
+        ),
+    ] = None,
+    think: Annotated[
+        bool | None,
+        typer.Option("--think/--no-think", help="Override the task's thinking (the paper: on for text-qa)."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N rows.")] = None,
+    endpoint: EndpointOpt = None,
+    per_endpoint: PerEndpointOpt = 2,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for the 95% CIs (0: none).")
+    ] = 1000,
+    db: DbOpt = None,
+    *,
+    settings: ArisSettings,
+) -> None:
+    """Run DATASET through TASK as a resumable batch, score it, and write run.json, report.md, report.html.
+
+    Run the same command again to resume: finished items are reused, and the report is the same.
+    """
+    from aris.batch import BatchOptions
+    from aris.eval.harness import evaluate
+    from aris.eval.published import MEDGEMMA_15_4B
+    from aris.store import Store
+
+    if benchmark and benchmark.lower() not in {b.lower() for b, _ in MEDGEMMA_15_4B}:
+        names = ", ".join(sorted({b for b, _ in MEDGEMMA_15_4B}))
+        raise typer.BadParameter(f"no published figures for {benchmark!r}; known: {names}")
+    _graceful_sigterm()
+    options = BatchOptions(endpoints=list(endpoint or []), per_endpoint=per_endpoint)
+    with Store.open(db) as store:
+        try:
+            result = _run_with_progress(
+                lambda on_progress, on_job: evaluate(
+                    dataset,
+                    task,
+                    settings,
+                    out_dir=out,
+                    benchmark=benchmark,
+                    think=think,
+                    limit=limit,
+                    options=options,
+                    store=store,
+                    n_boot=bootstrap,
+                    on_progress=on_progress,
+                    on_job=on_job,
+                )
+            )
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]: run the same command again to resume")
+            sys.exit(130)
+    run, s = result.run, result.summary
+    console.print(_metrics_table(run))
+    c = run["counts"]
+    console.print(
+        f"{c['items']} items: {c['scored']} scored, {c['failed']} failed, {c['no_answer']} without a readable "
+        f"answer, {c['repaired']} repaired · this run: {s.done_now} generated, {s.reused_now} reused",
+        highlight=False,
+    )
+    for name, path in result.paths.items():
+        console.print(f"{name}: {path}", highlight=False, markup=False)
+    console.print(f"[bold yellow]{NOTICE}[/]")
+    if not result.finished:
+        err_console.print(
+            f"[yellow]stopped:[/] {s.stopped_reason or 'items left'}; run the same command again to continue",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+
+
+@eval_app.command("compare")
+def compare_cmd(
+    run_a: Annotated[Path, typer.Argument(help="First run: its run.json or the folder holding it.")],
+    run_b: Annotated[Path, typer.Argument(help="Second run.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write the comparison: FILE.json, FILE.md, or a folder (both)."),
+    ] = None,
+    show: Annotated[int, typer.Option("--show", min=0, help="Changed items to print.")] = 20,
+) -> None:
+    """Two runs side by side, and the items whose answers changed."""
+    from aris.eval.harness import load_run
+    from aris.eval.report import compare, compare_markdown
+
+    a, b = load_run(run_a), load_run(run_b)
+    cmp = compare(a, b)
+    t = Table(title="eval comparison", title_justify="left")
+    t.add_column("metric")
+    t.add_column(f"A: {Path(str(a['model'])).name} (%)", justify="right")
+    t.add_column(f"B: {Path(str(b['model'])).name} (%)", justify="right")
+    t.add_column("B − A", justify="right")
+    for name, m in cmp["metrics"].items():
+        delta = "—" if m["delta"] is None else f"{100 * m['delta']:+.1f}"
+        t.add_row(name, _pct(m["a"]), _pct(m["b"]), delta)
+    console.print(t)
+    changed = cmp["changed"]
+    console.print(f"{len(changed)} items changed their answer", highlight=False)
+    if changed and show:
+        ct = Table("id", "A", "B", "reference")
+        for c in changed[:show]:
+            ct.add_row(
+                *(str(c["id"]), *(json.dumps(c[k], ensure_ascii=False) for k in ("a", "b", "reference")))
+            )
+        console.print(ct)
+        if len(changed) > show:
+            console.print(f"… and {len(changed) - show} more (--out FILE to keep them all)")
+    if out is not None:
+        written = []
+        if out.suffix.lower() in (".json", ".md"):
+            targets = {out.suffix.lower(): out}
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            targets = {".json": out / "compare.json", ".md": out / "compare.md"}
+        for suffix, path in targets.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            text = json.dumps(cmp, indent=2, default=str) if suffix == ".json" else compare_markdown(cmp)
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
+        for path in written:
+            console.print(f"wrote {path}", highlight=False, markup=False)

@@ -19,12 +19,14 @@ import pytest
 from rouge_score import rouge_scorer
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
+from aris.batch.runner import BatchOptions
 from aris.config import ArisSettings
 from aris.eval.harness import evaluate, load_run
 from aris.eval.report import compare
 from aris.notice import NOTICE
 from tests.eval import samples
 from tests.eval.samples import use_oracle
+from tests.servers import SSE_HEADERS, Recorded, Reply, sse_chat, stub_server
 
 FAST = {"n_boot": 200}
 
@@ -377,3 +379,47 @@ def test_limit_reuses_the_items_already_answered(tmp_path: Path, monkeypatch: py
     assert full.summary.reused_now == 1  # the first row's result is kept by its content key
     assert full.summary.done_now == 2
     assert sum(len(o.prompts) for o in oracles) == 1 + 2 * 2  # two unanswered rows: reply + repair each
+
+
+def test_items_spread_over_two_endpoints(tmp_path: Path) -> None:
+    """An eval run is a batch: --endpoint servers share its items (scripted OpenAI-compatible servers)."""
+    ds = samples.text_qa_set(tmp_path / "data")
+    answers = {
+        "scurvy": "Final Answer: C",
+        "diabetes": "Final Answer: B",
+        "insulin": "Final Answer: the liver",
+    }
+
+    def respond(req: Recorded, i: int) -> Reply:
+        if req.path.endswith("/models"):
+            body = {"object": "list", "data": [{"id": "served-medgemma", "object": "model"}]}
+            return Reply(200, {"Content-Type": "application/json"}, json.dumps(body).encode())
+        prompt = json.dumps(req.json())
+        reply = next(a for k, a in answers.items() if k in prompt)
+        return Reply(200, SSE_HEADERS, sse_chat(reply, delay=0.05))
+
+    with stub_server(respond) as a, stub_server(respond) as b:
+        opts = BatchOptions(endpoints=[f"{a.url}/v1", f"{b.url}/v1"], per_endpoint=1)
+        r = evaluate(ds, "text-qa", ArisSettings(), out_dir=tmp_path / "out", options=opts, **FAST)
+        served = [len(a.to("/chat/completions")), len(b.to("/chat/completions"))]
+    assert sum(served) == 3
+    assert min(served) >= 1  # both endpoints answered items
+    assert r.run["engine"] == "openai"
+    assert r.run["model"] == "served-medgemma"
+    assert [i["prediction"] for i in r.run["items"]] == ["C", "B", "liver"]
+    assert r.run["metrics"]["accuracy"]["value"] == pytest.approx(2 / 3)
+
+
+def test_a_csv_dataset_reads_like_jsonl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    csv_path = tmp_path / "qa.csv"
+    csv_path.write_text(
+        "id,question,options,answer,subgroup\n"
+        'q1,Which vitamin deficiency causes scurvy?,"[""A"", ""B12"", ""C""]",C,nutrition\n'
+        "q2,First-line drug for type 2 diabetes?,Insulin|Metformin,B,\n",
+        encoding="utf-8",
+    )
+    use_oracle(monkeypatch, [("scurvy", "Final Answer: C"), ("diabetes", "Final Answer: Metformin")])
+    run = evaluate(csv_path, "text-qa", ArisSettings(engine="fake"), out_dir=tmp_path / "out", **FAST).run
+    assert [(i["reference"], i["prediction"]) for i in run["items"]] == [("C", "C"), ("B", "B")]
+    assert run["metrics"]["accuracy"]["value"] == 1.0
+    assert run["subgroups"] == {"nutrition": {"n": 1, "accuracy": 1.0}}  # an empty subgroup is none

@@ -1,16 +1,17 @@
 """Evaluation datasets from local files: JSONL, CSV, or a Hugging Face ``datasets`` folder saved to disk.
 
-One row per item. Columns (all tasks): ``id`` (optional; defaults to the row number), ``input`` (a path,
-or several separated by ``|``, relative to the dataset file), ``question``, ``answer``, ``subgroup``
-(optional, for per-subgroup tables) and task-specific ones:
+One row per item. Columns (all tasks): ``id`` (optional; defaults to the row number; unique), ``input``
+(a path, or several separated by ``|``, relative to the dataset file), ``question``, ``answer``,
+``subgroup`` (optional, for per-subgroup tables), ``kind`` (optional input kind: cxr, image, ct, ...)
+and task-specific ones (JSON values may be written as JSON text in CSV cells):
 
 | task | answer column | extra columns |
 |---|---|---|
-| text-qa | the option letter (or the short answer) | ``options``: JSON object {"A": "...", ...} or list |
-| vqa | the short answer (yes/no answers form the closed subset) | |
-| ct, mri | ``yes`` / ``no`` | ``question`` names the finding; it is also the condition for macro F1 |
-| classify | one of ``choices`` | ``choices``: JSON list or ``|``-separated |
-| cxr-compare | ``improved`` / ``stable`` / ``worsened`` | ``finding``; ``input`` = ``prior.dcm|current.dcm`` |
+| text-qa | the option letter, or the option's text (or a short answer when there are no options) | ``options``: JSON list, JSON object {"A": "...", ...}, or ``a|b|c`` |
+| vqa | the short answer; a set whose answers are ALL yes/no is binary classification | ``condition`` (binary: the finding macro F1 averages over; default the question) |
+| ct, mri | ``yes`` / ``no`` | ``question`` names the finding; ``condition`` as for vqa |
+| classify | one of ``choices`` (its text, letter, or a built-in set's class code) | ``choices``: JSON list, ``a|b|c``, or a built-in set name (``nct-crc-he``) |
+| cxr-compare | ``improved`` / ``stable`` / ``worsened`` (or A/B/C, or a synonym) | ``finding``; ``input`` = ``prior.dcm|current.dcm`` |
 | cxr-localize | JSON ``[y0, x0, y1, x1]`` in ORIGINAL pixels | ``label`` (the anatomy/finding) |
 | wsi | reference description | ``organ``, ``procedure`` |
 | lab-extract | path to a truth JSON (list of tests), or the JSON inline | |

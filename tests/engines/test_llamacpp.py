@@ -355,8 +355,12 @@ def test_greedy_tokens_match_transformers(
             step = n
             break
         agreed = n
+    # Text-only prompts agree to 2e-4 per logit. With an image, clip.cpp's and torch's SigLIP differ by
+    # ~1e-3 per logit at the first token (test_image_logits_match_transformers) and that drifts while
+    # decoding, so a near-tie there is one under 2e-2.
+    tie = 2e-2 if with_image else 2e-3
     if agreed < len(hf_new):
-        assert min(margins[agreed:step]) < 2e-3, f"diverged after {agreed} tokens without a near-tie"
+        assert min(margins[agreed:step]) < tie, f"diverged after {agreed} tokens without a near-tie"
     else:
         assert ours == processor.tokenizer.decode(hf_new, skip_special_tokens=False)
 
@@ -386,11 +390,6 @@ def test_image_logits_match_transformers(
     assert np.abs(first_logits(vision, turns) - hf_logits(hf_tiny, turns)).max() < 2e-3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aris.demo.tiny leaves multi_modal_projector.mm_input_projection_weight at zeros, "
-    "so no image reaches the tiny model's logits in transformers or llama.cpp",
-)
 def test_the_image_reaches_the_logits(vision: LlamaCppEngine, hf_tiny: tuple[Any, Any]) -> None:
     black = turns_of(Message.user(ImagePart(Image.new("RGB", (224, 224))), "Describe the findings."))
     white = turns_of(Message.user(ImagePart(Image.new("RGB", (224, 224), "white")), "Describe the findings."))

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 TINY_VLM_NAME = "tiny-gemma3-vlm"
 TINY_IMAGE_SIZE = 224
 TINY_IMAGE_TOKENS = 16  # 224 px / 14 = 16 patches a side, pooled 4x4 -> 16 soft tokens
-_BUILD_VERSION = "1"
+_BUILD_VERSION = "2"
 
 
 def _cache_root(home: Path | None) -> Path:
@@ -125,6 +125,10 @@ def build_tiny_vlm(home: Path | None = None, *, force: bool = False) -> Path:
     )
     torch.manual_seed(0)
     model = Gemma3ForConditionalGeneration(config).eval()
+    # transformers initialises the projector weight to zeros, which would make every image invisible to
+    # the tiny model and let an image-path bug pass unnoticed.
+    with torch.no_grad():
+        torch.nn.init.normal_(model.model.multi_modal_projector.mm_input_projection_weight, std=0.02)
     model.generation_config.eos_token_id = [1, 106]
     model.generation_config.pad_token_id = 0
     model.generation_config.do_sample = False

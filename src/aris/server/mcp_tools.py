@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
 from aris.errors import ArisError
 from aris.notice import NOTICE
@@ -30,6 +31,32 @@ def _check_path(path: str, roots: list[Path] | None, max_bytes: int) -> Path:
     return p
 
 
+def _tool_errors(fn: Any) -> Any:
+    """Aris errors reach the agent as tool errors with their message (the SDK hides other exceptions)."""
+    import functools
+    import inspect
+
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except ArisError as e:
+                raise ToolError(str(e)) from e
+
+        return async_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ArisError as e:
+            raise ToolError(str(e)) from e
+
+    return wrapper
+
+
 def build_mcp(runner: EngineRunner, *, roots: list[Path] | None, max_bytes: int) -> MCPServer:
     """The MCP server. ``roots=None`` (stdio, a local agent) reads any path the user can."""
     srv: MCPServer = MCPServer(
@@ -39,6 +66,7 @@ def build_mcp(runner: EngineRunner, *, roots: list[Path] | None, max_bytes: int)
     )
 
     @srv.tool()
+    @_tool_errors
     def list_tasks() -> list[dict[str, Any]]:
         """The clinical tasks Aris can run, with the input kinds each takes."""
         from aris.tasks import list_tasks as _list
@@ -49,6 +77,7 @@ def build_mcp(runner: EngineRunner, *, roots: list[Path] | None, max_bytes: int)
         ]
 
     @srv.tool()
+    @_tool_errors
     def prepare_input(path: str, kind: str = "auto") -> dict[str, Any]:
         """Read a file, folder or zip into what MedGemma will see: kind, image labels, warnings, token cost."""
         from aris.inputs import read
@@ -64,6 +93,7 @@ def build_mcp(runner: EngineRunner, *, roots: list[Path] | None, max_bytes: int)
         }
 
     @srv.tool()
+    @_tool_errors
     async def run_task(
         task: str,
         paths: list[str],

@@ -56,9 +56,9 @@ def small_run(dataset: Path, out: Path, base: Path, **over: Any) -> FinetuneConf
         "task": "classify",
         "out": out,
         "base": str(base),
-        "batch_size": 2,
+        "batch_size": 1,
         "grad_accum": 1,
-        "learning_rate": 5e-3,
+        "learning_rate": 1e-2,
         "max_steps": STEPS,
         "logging_steps": 1,
         "eval_steps": SAVE_EVERY,
@@ -114,7 +114,7 @@ def test_record_holds_the_resolved_config_versions_and_digest(
     record = json.loads((run["out"] / RECORD).read_text())
     assert record["complete"] is True
     assert record["config"] == json.loads(run["cfg"].model_dump_json())
-    assert record["config"]["learning_rate"] == 5e-3
+    assert record["config"]["learning_rate"] == 1e-2
     assert record["config"]["lora_r"] == 16
     for lib in ("torch", "transformers", "peft", "trl"):
         assert record["versions"][lib] == version(lib)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -19,7 +18,7 @@ from aris.cli.app import app, console, err_console
 class _TrainByDefault(TyperGroup):
     """``aris finetune DATASET ...`` means ``aris finetune train DATASET ...``; ``merge`` is the other verb."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
             args = ["train", *args]
         return super().parse_args(ctx, args)

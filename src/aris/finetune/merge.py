@@ -93,8 +93,10 @@ def merge(adapter: Path, out: Path, *, base: str | None = None, dtype: str = "au
         model_config = AutoConfig.from_pretrained(folder, local_files_only=True)
         vision = getattr(model_config, "vision_config", None) is not None
         cls = AutoModelForImageTextToText if vision else AutoModelForCausalLM
-        model = cls.from_pretrained(folder, local_files_only=True, dtype=_merge_dtype(dtype, model_config))
-        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+        base_model = cls.from_pretrained(
+            folder, local_files_only=True, dtype=_merge_dtype(dtype, model_config)
+        )
+        model: Any = PeftModel.from_pretrained(base_model, str(adapter), is_trainable=False)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise EngineError(f"{adapter}: cannot load this adapter over {base_name}: {e}") from e
     merged = model.merge_and_unload()

@@ -198,7 +198,7 @@ def _lora_config(config: FinetuneConfig, model: Any) -> Any:
     )
 
 
-def _training_args(config: FinetuneConfig, device: str, dtype: torch.dtype, has_eval: bool) -> Any:
+def _training_args(config: FinetuneConfig, out: Path, device: str, dtype: torch.dtype, has_eval: bool) -> Any:
     import dataclasses
 
     import torch
@@ -207,14 +207,18 @@ def _training_args(config: FinetuneConfig, device: str, dtype: torch.dtype, has_
     # transformers 5.2x renamed gradient_checkpointing to activation_checkpointing (old name deprecated).
     names = {f.name for f in dataclasses.fields(SFTConfig)}
     ckpt = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    checkpointing: dict[str, Any] = {
+        ckpt: config.gradient_checkpointing,
+        f"{ckpt}_kwargs": {"use_reentrant": False},
+    }
     return SFTConfig(
-        output_dir=str(config.out),
+        output_dir=str(out),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.eval_batch_size or config.batch_size,
         gradient_accumulation_steps=config.grad_accum,
-        **{ckpt: config.gradient_checkpointing, f"{ckpt}_kwargs": {"use_reentrant": False}},
+        **checkpointing,
         optim=config.optim,
         learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler,
@@ -280,9 +284,8 @@ def train(config: FinetuneConfig, *, resume: bool = False, callbacks: Sequence[A
     quant = qlora_quantization(device) if config.qlora else None
     dtype = resolve_dtype(config.dtype, device, config.qlora)
 
-    prompter = Prompter(
-        config.task, kind=config.kind, input_options=config.input_options
-    )  # unknown task: now
+    # An unknown task fails here, before the dataset is read.
+    prompter = Prompter(config.task, kind=config.kind, input_options=config.input_options)
     data: TrainingData = load_examples(config.dataset, config.task, question=config.question)
     digest = dataset_digest(data)
     checkpoint = _check_output(out, resume, digest)
@@ -303,7 +306,7 @@ def train(config: FinetuneConfig, *, resume: bool = False, callbacks: Sequence[A
     )
     trainer = SFTTrainer(
         model=model,
-        args=_training_args(config, device, dtype, bool(val_ex)),
+        args=_training_args(config, out, device, dtype, bool(val_ex)),
         train_dataset=Dataset.from_list([ex.to_row() for ex in train_ex]),
         eval_dataset=Dataset.from_list([ex.to_row() for ex in val_ex]) if val_ex else None,
         data_collator=collator,
@@ -316,7 +319,8 @@ def train(config: FinetuneConfig, *, resume: bool = False, callbacks: Sequence[A
     trainer.processing_class = None
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    trainable, total = trainer.model.get_nb_trainable_parameters()
+    peft_model: Any = trainer.model
+    trainable, total = peft_model.get_nb_trainable_parameters()
     logger.info("trainable parameters: %d of %d", trainable, total)
 
     record: dict[str, Any] = {

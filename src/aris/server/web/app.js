@@ -8,7 +8,14 @@ function headers(extra = {}) {
   return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
 }
 $("apikey").value = sessionStorage.getItem("aris-key") || "";
-$("apikey").addEventListener("change", () => { sessionStorage.setItem("aris-key", $("apikey").value); init(); });
+// Re-read the server only when the key really changed (a blur fires "change" again).
+let lastKey = $("apikey").value;
+$("apikey").addEventListener("change", () => {
+  if ($("apikey").value === lastKey) return;
+  lastKey = $("apikey").value;
+  sessionStorage.setItem("aris-key", lastKey);
+  init();
+});
 
 async function api(path, opts = {}) {
   const r = await fetch(path, { ...opts, headers: headers(opts.headers || {}) });
@@ -28,7 +35,9 @@ async function init() {
     const models = await (await api("/v1/models")).json();
     $("model").textContent = models.data.map((m) => m.id).join(", ");
     const tasks = await (await api("/v1/tasks")).json();
+    const chosen = $("task").value;  // keep the user's choice when the list is rebuilt
     $("task").innerHTML = tasks.map((t) => `<option value="${t.name}" title="${t.description}">${t.name}</option>`).join("");
+    if (chosen && tasks.some((t) => t.name === chosen)) $("task").value = chosen;
     await loadJobs();
   } catch (e) { setStatus(`cannot reach the server: ${e.message}`, true); }
 }

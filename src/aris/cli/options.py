@@ -85,8 +85,11 @@ def engine_options(fn: F) -> F:
     # Resolve postponed annotations in the command's own module, so typer sees real objects.
     hints = typing.get_type_hints(fn, include_extras=True)
     sig = inspect.signature(fn)
-    own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()
-           if p.name != "settings"]
+    own = [
+        p.replace(annotation=hints.get(p.name, p.annotation))
+        for p in sig.parameters.values()
+        if p.name != "settings"
+    ]
     added = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ann)
         for name, ann in ENGINE_FLAGS.items()

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from aris.batch.manifest import WorkItem
-from aris.batch.runner import BatchOptions, Progress, Summary, generation_params, run_batch
+from aris.batch.runner import RUN_SETTINGS, BatchOptions, Progress, Summary, generation_params, run_batch
 from aris.config import ArisSettings
 from aris.errors import InputError
 from aris.eval.datasets import EvalItem, dataset_digest, load_dataset
@@ -48,18 +48,6 @@ VERSION_PACKAGES = (
     "pillow",
     "scikit-learn",
     "rouge-score",
-)
-# Settings that identify how the model ran (never the API key).
-RUN_SETTINGS = (
-    "engine",
-    "model",
-    "mmproj",
-    "base_url",
-    "device",
-    "dtype",
-    "quantization",
-    "adapter",
-    "n_ctx",
 )
 
 

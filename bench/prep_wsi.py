@@ -1,6 +1,6 @@
 """Whole-slide preparation: Aris's read_wsi against a straightforward reference, same slide, same run.
 
-The slide is synthetic but made of real pixels: the CMU H&E region (shared/data wsi/cmu_small_region.svs)
+The slide is synthetic but made of real pixels: the CMU H&E region (tests/data wsi/cmu_small_region.svs)
 tiled into a 24576 x 24576 px, 7-level (2x steps) JPEG pyramidal TIFF at 0.499 um/px, with about one
 block in five left as glass, cached under .cache/bench/. Writing it once takes a minute or two.
 

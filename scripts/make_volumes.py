@@ -1,6 +1,6 @@
 """Build CT series with real pixels and awkward, realistic geometry, for tests and benchmarks.
 
-The only real CT series in ../shared/data are 16x16 pixels; the full-resolution CT there is single
+The only real CT series in tests/data are 16x16 pixels; the full-resolution CT there is single
 slices. This script turns a real slice (``dicom/ct/CT_small.dcm``, an axial spine CT, by default) into
 series of any length as proper CT Image Storage files:
 
@@ -40,7 +40,7 @@ from pydicom.uid import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SAMPLES = REPO / "tests" / "data"
 SOURCES = {"ct_small": "dicom/ct/CT_small.dcm", "ankle": "dicom/ct/CT-MONO2-16-ankle.dcm"}
 UID_PREFIX = "1.2.826.0.1.3680043.8.498."  # pydicom's root: these files are test data, not patients
 
@@ -124,7 +124,7 @@ def _source_hu(source: str, data_root: str) -> np.ndarray:
 
 
 @cache
-def _base_hu(source: str, size: int, data_root: str = str(SHARED_DATA)) -> np.ndarray:
+def _base_hu(source: str, size: int, data_root: str = str(SAMPLES)) -> np.ndarray:
     """The real slice in HU, resampled to ``size`` (bilinear) and rounded to whole, even HU."""
     hu = _source_hu(source, data_root).astype(np.float32)
     if hu.shape != (size, size):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SAMPLES = REPO / "tests" / "data"
 TEST_CACHE = Path(os.environ.get("ARIS_TEST_CACHE", REPO / ".cache" / "test-models"))
 
 
@@ -30,21 +30,21 @@ def aris_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-class SharedData:
-    """Finds a sample under ../shared/data and fails, naming it, when it is absent."""
+class Samples:
+    """Finds a sample under tests/data and fails, naming it, when it is absent."""
 
-    root = SHARED_DATA
+    root = SAMPLES
 
     def __call__(self, rel: str) -> Path:
         path = self.root / rel
         if not path.exists():
-            pytest.fail(f"sample file missing: {path} (see ../shared/data/MANIFEST.md)")
+            pytest.fail(f"sample file missing: {path} (see tests/data/MANIFEST.md)")
         return path
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> SharedData:
-    return SharedData()
+def samples() -> Samples:
+    return Samples()
 
 
 @pytest.fixture(scope="session")

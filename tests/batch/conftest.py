@@ -39,8 +39,8 @@ def images(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def dx_dicom(shared_data, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
-    src = shared_data("dicom/cxr/highdicom_dx_image.dcm")
+def dx_dicom(samples, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+    src = samples("dicom/cxr/highdicom_dx_image.dcm")
     dst = tmp_path / "dx.dcm"
     shutil.copy(src, dst)
     return dst

@@ -89,12 +89,12 @@ def test_items_with_the_same_content_are_generated_once(tmp_path: Path, images: 
         assert rows["zz-copy.png"]["result"] == rows["img001.png"]["result"]
 
 
-def test_preparation_overlaps_generation(tmp_path: Path, shared_data) -> None:  # type: ignore[no-untyped-def]
+def test_preparation_overlaps_generation(tmp_path: Path, samples) -> None:  # type: ignore[no-untyped-def]
     """A 7 MB chest DICOM takes a while to read; with generation paced, reading the next items hides
     behind it: the batch takes less than reading plus generating one after the other."""
     folder = tmp_path / "big"
     folder.mkdir()
-    src = shared_data("dicom/cxr/RG1_UNCR.dcm")
+    src = samples("dicom/cxr/RG1_UNCR.dcm")
     data = src.read_bytes()
     for i in range(6):  # distinct bytes at the very end (after the pixels) keep keys apart
         (folder / f"cxr{i}.dcm").write_bytes(data + b"\0" * (2 * (i + 1)))

@@ -54,8 +54,8 @@ def check_written(out: Path, prepared: Any) -> dict[str, Any]:
         ("lab/synthetic_lab_report.pdf", ["--kind", "pdf"]),
     ],
 )
-def test_prepare_every_image_kind(shared_data, tmp_path: Path, rel: str, args: list[str]) -> None:  # type: ignore[no-untyped-def]
-    src = shared_data(rel)
+def test_prepare_every_image_kind(samples, tmp_path: Path, rel: str, args: list[str]) -> None:  # type: ignore[no-untyped-def]
+    src = samples(rel)
     out = tmp_path / "out"
     result = prepare(src, "--out", out, *args)
     assert result.exit_code == 0, result.output
@@ -71,8 +71,8 @@ def test_prepare_every_image_kind(shared_data, tmp_path: Path, rel: str, args: l
     assert prepared.kind in result.output
 
 
-def test_prepare_fhir_writes_context_and_manifest(shared_data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    src = shared_data("fhir/synthetic_patient_bundle_r4.json")
+def test_prepare_fhir_writes_context_and_manifest(samples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = samples("fhir/synthetic_patient_bundle_r4.json")
     out = tmp_path / "out"
     result = prepare(src, "--out", out)
     assert result.exit_code == 0, result.output
@@ -84,9 +84,9 @@ def test_prepare_fhir_writes_context_and_manifest(shared_data, tmp_path: Path) -
     assert not list(out.glob("*.png"))
 
 
-def test_contact_sheet_grid_and_labels(shared_data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_contact_sheet_grid_and_labels(samples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "out"
-    assert prepare(shared_data("dicom/ct_series/head_ct2_4slices"), "--out", out).exit_code == 0
+    assert prepare(samples("dicom/ct_series/head_ct2_4slices"), "--out", out).exit_code == 0
     with Image.open(out / "contact_sheet.png") as sheet:
         arr = np.asarray(sheet.convert("RGB"))
     # 4 slices -> a 2x2 grid of 256 px cells with a label strip under each
@@ -97,15 +97,15 @@ def test_contact_sheet_grid_and_labels(shared_data, tmp_path: Path) -> None:  # 
     assert not (empty_strip > 200).any()  # ...and only at its start
 
 
-def test_options_pad_square_and_series(shared_data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_options_pad_square_and_series(samples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import pydicom
 
-    src = shared_data("dicom/cxr/highdicom_dx_image.dcm")
+    src = samples("dicom/cxr/highdicom_dx_image.dcm")
     result = prepare(src, "--out", tmp_path / "sq", "--pad-square")
     assert result.exit_code == 0, result.output
     manifest = check_written(tmp_path / "sq", read(src, pad_square=True))
     assert manifest["padding"]["size"] == max(manifest["padding"]["width"], manifest["padding"]["height"])
-    folder = shared_data("dicom/ct_series")
+    folder = samples("dicom/ct_series")
     uid = pydicom.dcmread(
         next((folder / "head_ct2_4slices").iterdir()), stop_before_pixels=True
     ).SeriesInstanceUID
@@ -114,12 +114,12 @@ def test_options_pad_square_and_series(shared_data, tmp_path: Path) -> None:  # 
     check_written(tmp_path / "series", read(folder, series_uid=uid))
 
 
-def test_folder_of_files_continues_past_bad_ones(shared_data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_folder_of_files_continues_past_bad_ones(samples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     folder = tmp_path / "inbox"
     folder.mkdir()
-    shutil.copy(shared_data("dicom/cxr/highdicom_dx_image.dcm"), folder / "a_chest.dcm")
+    shutil.copy(samples("dicom/cxr/highdicom_dx_image.dcm"), folder / "a_chest.dcm")
     (folder / "b_empty.dcm").write_bytes(b"")
-    shutil.copy(shared_data("lab/synthetic_lab_report.pdf"), folder / "c_labs.pdf")
+    shutil.copy(samples("lab/synthetic_lab_report.pdf"), folder / "c_labs.pdf")
     (folder / "d_junk.txt").write_text("hello")
     out = tmp_path / "out"
     result = prepare(folder, "--out", out)
@@ -149,14 +149,14 @@ def test_bad_input_exits_nonzero_naming_the_file(tmp_path: Path) -> None:
     assert prepare(bad, "--out", tmp_path / "o3", "--kind", "xray").exit_code == 2
 
 
-def test_out_must_be_empty_unless_force_which_replaces_only_our_files(shared_data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_out_must_be_empty_unless_force_which_replaces_only_our_files(samples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "out"
-    assert prepare(shared_data("dicom/ct_series/head_ct2_4slices"), "--out", out).exit_code == 0
+    assert prepare(samples("dicom/ct_series/head_ct2_4slices"), "--out", out).exit_code == 0
     (out / "notes.txt").write_text("mine")
-    result = prepare(shared_data("dicom/cxr/highdicom_dx_image.dcm"), "--out", out)
+    result = prepare(samples("dicom/cxr/highdicom_dx_image.dcm"), "--out", out)
     assert result.exit_code == 2
     assert "--force" in result.output
-    result = prepare(shared_data("dicom/cxr/highdicom_dx_image.dcm"), "--out", out, "--force")
+    result = prepare(samples("dicom/cxr/highdicom_dx_image.dcm"), "--out", out, "--force")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.glob("*.png")) == ["0001.png", "contact_sheet.png"]  # stale slices gone
     assert (out / "notes.txt").read_text() == "mine"

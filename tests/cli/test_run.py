@@ -26,7 +26,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
 
 
 def test_localize_streams_prints_the_table_and_writes_files(
-    scripted: FakeEngine, shared_data, tmp_path: Path
+    scripted: FakeEngine, samples, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     scripted.enqueue('Final Answer: ```json\n[{"box_2d": [200, 100, 800, 450], "label": "right lung"}]\n```')
     out = tmp_path / "out"
@@ -35,7 +35,7 @@ def test_localize_streams_prints_the_table_and_writes_files(
         [
             "run",
             "cxr-localize",
-            str(shared_data("dicom/cxr/highdicom_dx_image.dcm")),
+            str(samples("dicom/cxr/highdicom_dx_image.dcm")),
             "--labels",
             "right lung",
             "--out",
@@ -72,10 +72,10 @@ def test_json_is_the_result_record(scripted: FakeEngine) -> None:
     assert "SYSTEM INSTRUCTION: think silently if needed." in scripted.prompts[0]
 
 
-def test_errors_are_shown_not_raised(scripted: FakeEngine, shared_data) -> None:  # type: ignore[no-untyped-def]
+def test_errors_are_shown_not_raised(scripted: FakeEngine, samples) -> None:  # type: ignore[no-untyped-def]
     scripted.enqueue("no sections here", "still none")
     result = CliRunner().invoke(
-        app, ["run", "cxr-report", str(shared_data("dicom/cxr/highdicom_dx_image.dcm")), "--engine", "fake"]
+        app, ["run", "cxr-report", str(samples("dicom/cxr/highdicom_dx_image.dcm")), "--engine", "fake"]
     )
     assert result.exit_code == 0, result.output
     assert "did not validate (even after one repair)" in flat(result.output)
@@ -83,14 +83,14 @@ def test_errors_are_shown_not_raised(scripted: FakeEngine, shared_data) -> None:
     assert flat(NOTICE) in flat(result.output)
 
 
-def test_generic_options_and_bad_options(scripted: FakeEngine, shared_data) -> None:  # type: ignore[no-untyped-def]
+def test_generic_options_and_bad_options(scripted: FakeEngine, samples) -> None:  # type: ignore[no-untyped-def]
     scripted.enqueue('{"findings": "clear", "impression": "normal"}')
     ok = CliRunner().invoke(
         app,
         [
             "run",
             "cxr-report",
-            str(shared_data("dicom/cxr/highdicom_dx_image.dcm")),
+            str(samples("dicom/cxr/highdicom_dx_image.dcm")),
             "-o",
             "format=json",
             "--engine",
@@ -135,13 +135,13 @@ def test_intake_reads_stdin_until_eof(scripted: FakeEngine) -> None:
     assert record["parsed"]["complete"] is False  # stdin ended before the checklist did
 
 
-def test_run_on_the_real_tiny_vlm(tiny_vlm: Path, shared_data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_run_on_the_real_tiny_vlm(tiny_vlm: Path, samples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     result = CliRunner().invoke(
         app,
         [
             "run",
             "classify",
-            str(shared_data("dicom/compressed/SC_jpeg_no_color_transform.dcm")),
+            str(samples("dicom/compressed/SC_jpeg_no_color_transform.dcm")),
             "--kind",
             "image",
             "--choices",
@@ -163,8 +163,8 @@ def test_run_on_the_real_tiny_vlm(tiny_vlm: Path, shared_data, tmp_path: Path) -
     assert record["usage"]["images"] == 1
 
 
-def test_several_files_for_a_one_input_task_are_one_series(scripted: FakeEngine, shared_data) -> None:  # type: ignore[no-untyped-def]
-    files = sorted(str(p) for p in shared_data("dicom/ct_series/head_ct2_4slices").iterdir())
+def test_several_files_for_a_one_input_task_are_one_series(scripted: FakeEngine, samples) -> None:  # type: ignore[no-untyped-def]
+    files = sorted(str(p) for p in samples("dicom/ct_series/head_ct2_4slices").iterdir())
     scripted.enqueue("[bold]not markup[/] Final Answer: no")
     result = CliRunner().invoke(app, ["run", "ct", *files, "-q", "Bleed?", "--engine", "fake"])
     assert result.exit_code == 0, result.output

@@ -1,4 +1,4 @@
-"""Small evaluation datasets built from the shared sample files (../shared/data), one per task.
+"""Small evaluation datasets built from the sample files in tests/data, one per task.
 
 The references are made up for the files (they are not diagnoses): what the tests check is the path
 from dataset to report, and that the reported numbers follow from the per-item outputs.
@@ -17,7 +17,7 @@ from aris.engines.fake import FakeEngine
 from aris.prompt import Turn, render
 from aris.types import GenerationParams
 
-SharedData = Callable[[str], Path]
+Samples = Callable[[str], Path]
 
 CXR = "dicom/cxr/highdicom_dx_image.dcm"
 
@@ -28,7 +28,7 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-def he_tiles(shared: SharedData, out: Path, n: int = 4, size: int = 224) -> list[Path]:
+def he_tiles(shared: Samples, out: Path, n: int = 4, size: int = 224) -> list[Path]:
     """PNG tiles of real H&E tissue: crops of the Aperio slide, and the TCGA tile wrapped in DICOM."""
     import numpy as np
     import pydicom
@@ -53,7 +53,7 @@ def he_tiles(shared: SharedData, out: Path, n: int = 4, size: int = 224) -> list
     return paths
 
 
-def classify_set(shared: SharedData, root: Path) -> Path:
+def classify_set(shared: Samples, root: Path) -> Path:
     tiles = he_tiles(shared, root / "tiles")
     answers = ["TUM", "stroma", "colorectal adenocarcinoma epithelium", "LYM"]  # codes, aliases, options
     rows = [
@@ -70,7 +70,7 @@ def classify_set(shared: SharedData, root: Path) -> Path:
     return write_jsonl(root / "classify.jsonl", rows)
 
 
-def vqa_binary_set(shared: SharedData, root: Path) -> Path:
+def vqa_binary_set(shared: Samples, root: Path) -> Path:
     cxr = str(shared(CXR))
     rows = [
         {"id": "b1", "input": cxr, "question": "Is there pleural effusion?", "answer": "yes", "condition": "effusion"},
@@ -81,7 +81,7 @@ def vqa_binary_set(shared: SharedData, root: Path) -> Path:
     return write_jsonl(root / "vqa_binary.jsonl", rows)
 
 
-def vqa_open_set(shared: SharedData, root: Path) -> Path:
+def vqa_open_set(shared: Samples, root: Path) -> Path:
     cxr = str(shared(CXR))
     rows = [
         {"id": "v1", "input": cxr, "question": "Which organ is shown?", "answer": "the lungs", "subgroup": "open"},
@@ -91,7 +91,7 @@ def vqa_open_set(shared: SharedData, root: Path) -> Path:
     return write_jsonl(root / "vqa_open.jsonl", rows)
 
 
-def ct_set(shared: SharedData, root: Path) -> Path:
+def ct_set(shared: Samples, root: Path) -> Path:
     head = str(shared("dicom/ct_series/head_ct2_4slices"))
     cardiac = str(shared("dicom/ct_series/cardiac_ct5n_5slices"))
     rows = [
@@ -101,7 +101,7 @@ def ct_set(shared: SharedData, root: Path) -> Path:
     return write_jsonl(root / "ct.jsonl", rows)
 
 
-def compare_set(shared: SharedData, root: Path) -> Path:
+def compare_set(shared: Samples, root: Path) -> Path:
     pair = f"{shared(CXR)}|{shared(CXR)}"
     rows = [
         {"id": "m1", "input": pair, "finding": "pleural effusion", "answer": "stable"},
@@ -111,7 +111,7 @@ def compare_set(shared: SharedData, root: Path) -> Path:
     return write_jsonl(root / "compare.jsonl", rows)
 
 
-def localize_set(shared: SharedData, root: Path) -> Path:
+def localize_set(shared: Samples, root: Path) -> Path:
     cxr = str(shared(CXR))
     rows = [  # boxes [y0, x0, y1, x1] in pixels of the 169 x 211 film
         {"id": "l1", "input": cxr, "label": "right lung", "answer": [40, 10, 170, 80]},
@@ -120,7 +120,7 @@ def localize_set(shared: SharedData, root: Path) -> Path:
     return write_jsonl(root / "localize.jsonl", rows)
 
 
-def wsi_set(shared: SharedData, root: Path) -> Path:
+def wsi_set(shared: Samples, root: Path) -> Path:
     rows = [
         {
             "id": "w1",
@@ -133,7 +133,7 @@ def wsi_set(shared: SharedData, root: Path) -> Path:
     return write_jsonl(root / "wsi.jsonl", rows)
 
 
-def lab_set(shared: SharedData, root: Path) -> Path:
+def lab_set(shared: Samples, root: Path) -> Path:
     rows = [
         {
             "id": "lab1",

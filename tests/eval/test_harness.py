@@ -102,9 +102,9 @@ def test_text_qa_on_the_270m_gguf_resumes_to_the_same_report(tmp_path: Path, ggu
     assert (tmp_path / "b" / "report.md").read_text() == md
 
 
-def test_classify_on_the_tiny_vlm_with_a_failed_item(tmp_path: Path, tiny_vlm: Path, shared_data) -> None:  # type: ignore[no-untyped-def]
+def test_classify_on_the_tiny_vlm_with_a_failed_item(tmp_path: Path, tiny_vlm: Path, samples) -> None:  # type: ignore[no-untyped-def]
     root = tmp_path / "data"
-    ds = samples.classify_set(shared_data, root)
+    ds = samples.classify_set(samples, root)
     rows = [json.loads(x) for x in ds.read_text().splitlines()]
     rows.insert(1, {"id": "gone", "input": "tiles/missing.png", "answer": "ADI", "choices": "nct-crc-he"})
     samples.write_jsonl(ds, rows)
@@ -177,8 +177,8 @@ def test_text_qa_accuracy_and_subgroups_by_hand(tmp_path: Path, monkeypatch: pyt
     check_reports(run, tmp_path / "out")
 
 
-def test_binary_vqa_macro_f1_over_conditions_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.vqa_binary_set(shared_data, tmp_path / "data")
+def test_binary_vqa_macro_f1_over_conditions_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    ds = samples.vqa_binary_set(samples, tmp_path / "data")
     oracles = use_oracle(
         monkeypatch,
         [
@@ -205,8 +205,8 @@ def test_binary_vqa_macro_f1_over_conditions_by_hand(tmp_path: Path, monkeypatch
     check_reports(run, tmp_path / "out")
 
 
-def test_open_vqa_token_f1_and_closed_accuracy_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.vqa_open_set(shared_data, tmp_path / "data")
+def test_open_vqa_token_f1_and_closed_accuracy_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    ds = samples.vqa_open_set(samples, tmp_path / "data")
     use_oracle(
         monkeypatch,
         [
@@ -227,8 +227,8 @@ def test_open_vqa_token_f1_and_closed_accuracy_by_hand(tmp_path: Path, monkeypat
     check_reports(run, tmp_path / "out")
 
 
-def test_ct_yes_no_through_the_series_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.ct_set(shared_data, tmp_path / "data")
+def test_ct_yes_no_through_the_series_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    ds = samples.ct_set(samples, tmp_path / "data")
     oracles = use_oracle(
         monkeypatch, [("hemorrhage", "Final Answer: yes"), ("calcification", "Final Answer: yes")]
     )
@@ -241,8 +241,8 @@ def test_ct_yes_no_through_the_series_reader(tmp_path: Path, monkeypatch: pytest
     check_reports(run, tmp_path / "out")
 
 
-def test_classify_accuracy_and_macro_f1_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.classify_set(shared_data, tmp_path / "data")
+def test_classify_accuracy_and_macro_f1_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    ds = samples.classify_set(samples, tmp_path / "data")
     use_oracle(
         monkeypatch,
         [
@@ -268,8 +268,8 @@ def test_classify_accuracy_and_macro_f1_by_hand(tmp_path: Path, monkeypatch: pyt
     check_reports(run, tmp_path / "out")
 
 
-def test_cxr_compare_macro_accuracy_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.compare_set(shared_data, tmp_path / "data")
+def test_cxr_compare_macro_accuracy_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    ds = samples.compare_set(samples, tmp_path / "data")
     use_oracle(
         monkeypatch,
         [
@@ -289,8 +289,8 @@ def test_cxr_compare_macro_accuracy_by_hand(tmp_path: Path, monkeypatch: pytest.
     check_reports(run, tmp_path / "out")
 
 
-def test_localize_mean_iou_in_original_pixels_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.localize_set(shared_data, tmp_path / "data")
+def test_localize_mean_iou_in_original_pixels_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    ds = samples.localize_set(samples, tmp_path / "data")
     use_oracle(
         monkeypatch,
         [
@@ -320,8 +320,8 @@ def test_localize_mean_iou_in_original_pixels_by_hand(tmp_path: Path, monkeypatc
     check_reports(run, tmp_path / "out")
 
 
-def test_wsi_rouge_l_against_rouge_score(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.wsi_set(shared_data, tmp_path / "data")
+def test_wsi_rouge_l_against_rouge_score(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    ds = samples.wsi_set(samples, tmp_path / "data")
     reply = "Colonic tissue with glands and fibrous stroma."
     use_oracle(monkeypatch, [("colon, resection:", reply)])
     run = evaluate(ds, "wsi", ArisSettings(engine="fake"), out_dir=tmp_path / "out", **FAST).run
@@ -333,9 +333,9 @@ def test_wsi_rouge_l_against_rouge_score(tmp_path: Path, monkeypatch: pytest.Mon
     check_reports(run, tmp_path / "out")
 
 
-def test_lab_extraction_precision_recall_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.lab_set(shared_data, tmp_path / "data")
-    truth = json.loads(shared_data("lab/synthetic_lab_report.truth.json").read_text())
+def test_lab_extraction_precision_recall_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    ds = samples.lab_set(samples, tmp_path / "data")
+    truth = json.loads(samples("lab/synthetic_lab_report.truth.json").read_text())
     use_oracle(monkeypatch, [("clinical data extraction specialist", json.dumps(truth[:10]))])
     run = evaluate(ds, "lab-extract", ArisSettings(engine="fake"), out_dir=tmp_path / "out", **FAST).run
     assert len(run["items"][0]["prediction"]) == 10  # both pages answered the same: merged

@@ -125,8 +125,8 @@ def test_lab_scores_from_counts_equal_lab_scores() -> None:
     assert lab_scores_from_counts([])["micro"].f1 != lab_scores_from_counts([])["micro"].f1  # NaN
 
 
-def test_lab_scores_on_the_sample_truth_file(shared_data) -> None:  # type: ignore[no-untyped-def]
-    truth = json.loads(shared_data("lab/synthetic_lab_report.truth.json").read_text())
+def test_lab_scores_on_the_sample_truth_file(samples) -> None:  # type: ignore[no-untyped-def]
+    truth = json.loads(samples("lab/synthetic_lab_report.truth.json").read_text())
     perfect = lab_scores([(truth, truth)])
     assert perfect["micro"].f1 == 1.0
     half = lab_scores([(truth[: len(truth) // 2], truth)])

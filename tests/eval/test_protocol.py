@@ -115,8 +115,8 @@ def test_open_text_qa_compares_normalized_answers() -> None:
     assert p.score(it, r).score == 1.0
 
 
-def test_vqa_yes_no_set_is_binary_classification(shared_data) -> None:  # type: ignore[no-untyped-def]
-    cxr = shared_data(CXR)
+def test_vqa_yes_no_set_is_binary_classification(samples) -> None:  # type: ignore[no-untyped-def]
+    cxr = samples(CXR)
     items = [
         item("1", "Yes", "Is there effusion?", [cxr], condition="effusion"),
         item("2", "no", "Is there edema?", [cxr]),
@@ -136,8 +136,8 @@ def test_vqa_yes_no_set_is_binary_classification(shared_data) -> None:  # type: 
     assert p.score(items[1], r).condition == "Is there edema?"  # no condition column: the question
 
 
-def test_vqa_open_set_uses_the_final_answer_suffix_and_token_f1(shared_data) -> None:  # type: ignore[no-untyped-def]
-    cxr = shared_data(CXR)
+def test_vqa_open_set_uses_the_final_answer_suffix_and_token_f1(samples) -> None:  # type: ignore[no-untyped-def]
+    cxr = samples(CXR)
     items = [item("1", "left lower lobe", "Where is it?", [cxr]), item("2", "yes", "Is it a CXR?", [cxr])]
     p = make_protocol("vqa", items, DS)
     assert p.mode == "open"
@@ -150,8 +150,8 @@ def test_vqa_open_set_uses_the_final_answer_suffix_and_token_f1(shared_data) -> 
     assert s.score == pytest.approx(0.8)  # tokens {left, lobe} vs {left, lower, lobe}: P 1, R 2/3
 
 
-def test_ct_reads_yes_no_from_the_first_reply(shared_data) -> None:  # type: ignore[no-untyped-def]
-    series = shared_data("dicom/ct_series/head_ct2_4slices")
+def test_ct_reads_yes_no_from_the_first_reply(samples) -> None:  # type: ignore[no-untyped-def]
+    series = samples("dicom/ct_series/head_ct2_4slices")
     items = [item("1", "no", "Is there hemorrhage?", [series])]
     p = make_protocol("ct", items, DS)
     w = p.work_item(items[0])
@@ -165,8 +165,8 @@ def test_ct_reads_yes_no_from_the_first_reply(shared_data) -> None:  # type: ign
         make_protocol("ct", [item("2", "small", "Size?", [series])], DS)
 
 
-def test_classify_maps_references_through_the_sets_aliases(shared_data) -> None:  # type: ignore[no-untyped-def]
-    tile = shared_data("dicom/compressed/SC_jpeg_no_color_transform.dcm")
+def test_classify_maps_references_through_the_sets_aliases(samples) -> None:  # type: ignore[no-untyped-def]
+    tile = samples("dicom/compressed/SC_jpeg_no_color_transform.dcm")
     items = [
         item("1", "STR", None, [tile], choices="nct-crc-he", kind="image"),
         item("2", "ADI", None, [tile], choices="nct-crc-he", kind="image"),
@@ -191,8 +191,8 @@ def test_classify_maps_references_through_the_sets_aliases(shared_data) -> None:
         make_protocol("classify", [item("4", "cat", None, [tile], choices="benign|malignant")], DS)
 
 
-def test_cxr_compare_reads_the_rows_finding(shared_data) -> None:  # type: ignore[no-untyped-def]
-    cxr = shared_data(CXR)
+def test_cxr_compare_reads_the_rows_finding(samples) -> None:  # type: ignore[no-untyped-def]
+    cxr = samples(CXR)
     it = item("1", "(A) Improved", None, [cxr, cxr], finding="Pleural effusion")
     p = make_protocol("cxr-compare", [it], DS)
     assert p.refs["1"] == "improved"
@@ -206,8 +206,8 @@ def test_cxr_compare_reads_the_rows_finding(shared_data) -> None:  # type: ignor
         make_protocol("cxr-compare", [item("2", "stable", None, [cxr], finding="edema")], DS)
 
 
-def test_localize_compares_boxes_in_original_pixels(shared_data) -> None:  # type: ignore[no-untyped-def]
-    cxr = shared_data(CXR)  # 211 wide, 169 high: padded to 211 x 211 with 21 rows on top
+def test_localize_compares_boxes_in_original_pixels(samples) -> None:  # type: ignore[no-untyped-def]
+    cxr = samples(CXR)  # 211 wide, 169 high: padded to 211 x 211 with 21 rows on top
     it = item("1", "[20, 20, 150, 100]", None, [cxr], label="right lung")
     it.answer = [20, 20, 150, 100]  # datasets.py decodes JSON answers
     p = make_protocol("cxr-localize", [it], DS)
@@ -231,7 +231,7 @@ def test_localize_compares_boxes_in_original_pixels(shared_data) -> None:  # typ
         make_protocol("cxr-localize", [item("2", [1, 2, 3, 4], None, [cxr])], DS)
 
 
-def test_wsi_and_lab_read_the_validated_output(shared_data) -> None:  # type: ignore[no-untyped-def]
+def test_wsi_and_lab_read_the_validated_output(samples) -> None:  # type: ignore[no-untyped-def]
     import json
 
     p = make_protocol("wsi", [item("1", "colon mucosa", None, [], organ="colon", procedure="biopsy")], DS)
@@ -242,8 +242,8 @@ def test_wsi_and_lab_read_the_validated_output(shared_data) -> None:  # type: ig
     )
     assert p.score(item("1", "colon mucosa"), {"parsed": {"description": "colon mucosa"}}).score == 1.0
 
-    truth = json.loads(shared_data("lab/synthetic_lab_report.truth.json").read_text())
-    lab = item("d1", truth, None, [shared_data("lab/synthetic_lab_report.pdf")])
+    truth = json.loads(samples("lab/synthetic_lab_report.truth.json").read_text())
+    lab = item("d1", truth, None, [samples("lab/synthetic_lab_report.pdf")])
     p = make_protocol("lab-extract", [lab], DS)
     assert p.work_item(lab).question is None
     half = truth[:5]

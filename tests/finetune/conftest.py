@@ -32,22 +32,22 @@ def _views(img: Image.Image, n: int) -> list[Image.Image]:
     return [v.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if i % 2 else v for i, v in enumerate(out)]
 
 
-def sample_images(shared_data) -> dict[str, list[Image.Image]]:  # type: ignore[no-untyped-def]
+def sample_images(samples) -> dict[str, list[Image.Image]]:  # type: ignore[no-untyped-def]
     import pydicom
     import tiffslide
     from pydicom.pixels import apply_rescale
 
-    cxr = pydicom.dcmread(shared_data("dicom/cxr/highdicom_dx_image.dcm"))
+    cxr = pydicom.dcmread(samples("dicom/cxr/highdicom_dx_image.dcm"))
     px = cxr.pixel_array.astype(float)
     if cxr.PhotometricInterpretation == "MONOCHROME1":
         px = px.max() - px
     cxr_img = Image.fromarray(_to_uint8(px)).convert("RGB")
 
-    ct = pydicom.dcmread(shared_data("dicom/ct/CT_small.dcm"))
+    ct = pydicom.dcmread(samples("dicom/ct/CT_small.dcm"))
     hu = apply_rescale(ct.pixel_array, ct)
     ct_img = Image.fromarray((np.clip((hu + 135) / 350, 0, 1) * 255).astype(np.uint8)).convert("RGB")
 
-    with tiffslide.TiffSlide(shared_data("wsi/cmu_small_region.svs")) as slide:
+    with tiffslide.TiffSlide(samples("wsi/cmu_small_region.svs")) as slide:
         patch = slide.read_region((800, 1200), 0, (448, 448)).convert("RGB")
 
     return {
@@ -66,8 +66,8 @@ def write_class_folder(root: Path, images: dict[str, list[Image.Image]]) -> Path
 
 
 @pytest.fixture(scope="session")
-def class_images(shared_data) -> dict[str, list[Image.Image]]:  # type: ignore[no-untyped-def]
-    return sample_images(shared_data)
+def class_images(samples) -> dict[str, list[Image.Image]]:  # type: ignore[no-untyped-def]
+    return sample_images(samples)
 
 
 @pytest.fixture(scope="session")

@@ -86,7 +86,7 @@ def test_digest_follows_content_not_location(tmp_path: Path, class_folder: Path)
 
 
 def test_examples_are_prompted_by_the_task_and_read_by_the_inference_reader(
-    tmp_path: Path, class_folder: Path, shared_data
+    tmp_path: Path, class_folder: Path, samples
 ) -> None:  # type: ignore[no-untyped-def]
     """A DICOM in a class folder goes through aris.inputs.read and the classify task's own messages."""
     from aris.inputs import read
@@ -94,7 +94,7 @@ def test_examples_are_prompted_by_the_task_and_read_by_the_inference_reader(
 
     root = shutil.copytree(class_folder, tmp_path / "d")
     dcm = root / "chest_xray" / "study.dcm"
-    shutil.copy(shared_data("dicom/cxr/highdicom_dx_image.dcm"), dcm)
+    shutil.copy(samples("dicom/cxr/highdicom_dx_image.dcm"), dcm)
     data = load_examples(root, "classify")
     ex = next(e for e in data.examples if e.inputs == (str(dcm),))
     turns = Prompter("classify").turns(ex)

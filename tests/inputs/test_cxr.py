@@ -16,8 +16,8 @@ from aris.inputs.errors import ImageTooLargeError, UnsupportedFormatError
 from aris.inputs.images import read_image
 
 
-def test_monochrome1_chest_cr_is_windowed_and_inverted(shared_data: Any) -> None:
-    path = shared_data("dicom/cxr/RG1_UNCR.dcm")
+def test_monochrome1_chest_cr_is_windowed_and_inverted(samples: Any) -> None:
+    path = samples("dicom/cxr/RG1_UNCR.dcm")
     got = read_image(path)
     ds = pydicom.dcmread(path)
     assert ds.PhotometricInterpretation == "MONOCHROME1"
@@ -44,8 +44,8 @@ def test_monochrome1_chest_cr_is_windowed_and_inverted(shared_data: Any) -> None
     assert img[..., 0][raw == raw.max()].max() <= img[..., 0][raw == raw.min()].min()
 
 
-def test_dx_for_presentation(shared_data: Any) -> None:
-    path = shared_data("dicom/cxr/highdicom_dx_image.dcm")
+def test_dx_for_presentation(samples: Any) -> None:
+    path = samples("dicom/cxr/highdicom_dx_image.dcm")
     got = read_image(path)
     ds = pydicom.dcmread(path)
     voi = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds)
@@ -54,8 +54,8 @@ def test_dx_for_presentation(shared_data: Any) -> None:
     assert np.array_equal(np.asarray(got.images[0])[..., 1], expected)
 
 
-def test_voi_lut_sequence_is_used(shared_data: Any, tmp_path: Path) -> None:
-    ds = pydicom.dcmread(shared_data("dicom/mr/MR_small.dcm"))
+def test_voi_lut_sequence_is_used(samples: Any, tmp_path: Path) -> None:
+    ds = pydicom.dcmread(samples("dicom/mr/MR_small.dcm"))
     item = pydicom.Dataset()
     item.add_new("LUTDescriptor", "US", [512, 0, 12])  # 512 entries from stored value 0, 12-bit
     item.add_new("LUTData", "US", [min(4095, v * 16) for v in range(512)])
@@ -72,8 +72,8 @@ def test_voi_lut_sequence_is_used(shared_data: Any, tmp_path: Path) -> None:
     assert np.array_equal(np.asarray(got.images[0])[..., 0], expected)
 
 
-def test_percentile_window_when_the_file_has_none(shared_data: Any) -> None:
-    path = shared_data("dicom/ct/CT_small.dcm")
+def test_percentile_window_when_the_file_has_none(samples: Any) -> None:
+    path = samples("dicom/ct/CT_small.dcm")
     got = read_image(path)
     ds = pydicom.dcmread(path)
     hu = apply_modality_lut(ds.pixel_array, ds)
@@ -104,8 +104,8 @@ def test_pad_square_offsets(size: tuple[int, int], left: int, top: int, side: in
     assert abs(top - (side - h - top)) <= 1
 
 
-def test_read_image_pad_square_maps_boxes_back(shared_data: Any) -> None:
-    got = read_image(shared_data("dicom/cxr/RG1_UNCR.dcm"), pad_square=True)
+def test_read_image_pad_square_maps_boxes_back(samples: Any) -> None:
+    got = read_image(samples("dicom/cxr/RG1_UNCR.dcm"), pad_square=True)
     pad = got.padding
     assert pad is not None
     assert (pad.left, pad.top, pad.size, pad.width, pad.height) == ((1955 - 1841) // 2, 0, 1955, 1841, 1955)
@@ -118,8 +118,8 @@ def test_read_image_pad_square_maps_boxes_back(shared_data: Any) -> None:
     assert round(x1 / 1000 * pad.size - pad.left) == pad.width
 
 
-def test_ybr_ultrasound_frame_one_in_rgb(shared_data: Any) -> None:
-    path = shared_data("dicom/compressed/examples_ybr_color.dcm")
+def test_ybr_ultrasound_frame_one_in_rgb(samples: Any) -> None:
+    path = samples("dicom/compressed/examples_ybr_color.dcm")
     got = read_image(path)
     frames = pydicom.dcmread(path).pixel_array  # pydicom converts YBR_FULL_422 to RGB
     assert np.array_equal(np.asarray(got.images[0]), frames[0])
@@ -128,8 +128,8 @@ def test_ybr_ultrasound_frame_one_in_rgb(shared_data: Any) -> None:
     assert got.provenance.details["photometric"] == "YBR_FULL_422"
 
 
-def test_secondary_capture_rgb(shared_data: Any) -> None:
-    path = shared_data("dicom/compressed/SC_jpeg_no_color_transform.dcm")
+def test_secondary_capture_rgb(samples: Any) -> None:
+    path = samples("dicom/compressed/SC_jpeg_no_color_transform.dcm")
     got = read_image(path)
     assert np.array_equal(np.asarray(got.images[0]), pydicom.dcmread(path).pixel_array)
 
@@ -166,9 +166,9 @@ def test_png_named_dcm(tmp_path: Path) -> None:
     assert "named like DICOM" in got.provenance.warnings[0]
 
 
-def test_decompression_bomb_limit(shared_data: Any, tmp_path: Path) -> None:
+def test_decompression_bomb_limit(samples: Any, tmp_path: Path) -> None:
     with pytest.raises(ImageTooLargeError, match="over the limit of 1000000"):
-        read_image(shared_data("dicom/cxr/RG1_UNCR.dcm"), max_pixels=1_000_000)
+        read_image(samples("dicom/cxr/RG1_UNCR.dcm"), max_pixels=1_000_000)
     Image.new("L", (100, 100)).save(tmp_path / "big.png")
     with pytest.raises(ImageTooLargeError, match="10000 pixels"):
         read_image(tmp_path / "big.png", max_pixels=9_999)

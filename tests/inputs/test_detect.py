@@ -29,7 +29,6 @@ SAMPLES = {
     "dicom/compressed/SC_jpeg_no_color_transform.dcm": "image",
     "dicom/compressed/emri_small_jpeg_2k_lossless.dcm": "mri",
     "dicom/compressed/examples_ybr_color.dcm": "image",  # US
-    "dicom/ct/CT-MONO2-16-ankle.dcm": "image",  # Modality CT but Secondary Capture: no geometry
     "dicom/ct/CT_small.dcm": "ct",
     "dicom/ct/eCT_Supplemental.dcm": "ct",
     "dicom/ct_series/head_ct2_4slices/17106": "ct",  # no extension
@@ -60,14 +59,14 @@ SAMPLES = {
 
 
 @pytest.mark.parametrize(("rel", "kind"), sorted(SAMPLES.items()))
-def test_every_sample(shared_data, rel: str, kind: str) -> None:  # type: ignore[no-untyped-def]
-    assert detect_kind(shared_data(rel)) == kind
+def test_every_sample(samples, rel: str, kind: str) -> None:  # type: ignore[no-untyped-def]
+    assert detect_kind(samples(rel)) == kind
 
 
-def test_modality_answers_agree_with_pydicom(shared_data) -> None:  # type: ignore[no-untyped-def]
+def test_modality_answers_agree_with_pydicom(samples) -> None:  # type: ignore[no-untyped-def]
     """The DICOM answers above follow the files' own Modality/SOP Class, read independently."""
     for rel, kind in SAMPLES.items():
-        path = shared_data(rel)
+        path = samples(rel)
         if path.is_dir() or not rel.startswith("dicom/"):
             continue
         ds = pydicom.dcmread(path, stop_before_pixels=True)
@@ -80,29 +79,29 @@ def test_modality_answers_agree_with_pydicom(shared_data) -> None:  # type: igno
             assert kind == expected, rel
 
 
-def test_dicom_with_a_tiff_preamble_is_dicom(shared_data) -> None:  # type: ignore[no-untyped-def]
-    path = shared_data("dicom/cxr/RG1_UNCR.dcm")
+def test_dicom_with_a_tiff_preamble_is_dicom(samples) -> None:  # type: ignore[no-untyped-def]
+    path = samples("dicom/cxr/RG1_UNCR.dcm")
     assert path.read_bytes()[:4] == b"II*\x00"  # dual-personality DICOM/TIFF
     assert detect_kind(path) == "cxr"
 
 
-def test_names_do_not_decide(shared_data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_names_do_not_decide(samples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     png = tmp_path / "looks_like.dcm"
     Image.new("RGB", (8, 8)).save(png, format="PNG")
     jpg = tmp_path / "photo.bin"
     Image.new("RGB", (8, 8)).save(jpg, format="JPEG")
     dcm = tmp_path / "scan.png"
-    shutil.copy(shared_data("dicom/ct/CT_small.dcm"), dcm)
+    shutil.copy(samples("dicom/ct/CT_small.dcm"), dcm)
     pdf = tmp_path / "report"
-    shutil.copy(shared_data("lab/synthetic_lab_report.pdf"), pdf)
+    shutil.copy(samples("lab/synthetic_lab_report.pdf"), pdf)
     assert detect_kind(png) == "image"
     assert detect_kind(jpg) == "image"
     assert detect_kind(dcm) == "ct"
     assert detect_kind(pdf) == "pdf"
 
 
-def test_dicom_without_preamble(shared_data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    ds = pydicom.dcmread(shared_data("dicom/ct/CT_small.dcm"))
+def test_dicom_without_preamble(samples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ds = pydicom.dcmread(samples("dicom/ct/CT_small.dcm"))
     del ds.file_meta
     ds.preamble = None
     buf = io.BytesIO()
@@ -113,9 +112,9 @@ def test_dicom_without_preamble(shared_data, tmp_path: Path) -> None:  # type: i
     assert detect_kind(raw) == "ct"
 
 
-def test_non_image_dicom_is_refused(shared_data) -> None:  # type: ignore[no-untyped-def]
+def test_non_image_dicom_is_refused(samples) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(NoPixelDataError, match=r"seg_image_ct_binary_for_head_ct2\.dcm: a DICOM SEG object"):
-        detect_kind(shared_data("dicom/ct_series/seg_image_ct_binary_for_head_ct2.dcm"))
+        detect_kind(samples("dicom/ct_series/seg_image_ct_binary_for_head_ct2.dcm"))
 
 
 def test_nifti_ct_by_hounsfield_range(tmp_path: Path) -> None:
@@ -134,17 +133,17 @@ def test_small_plain_tiff_is_an_image_tiled_one_a_slide(tmp_path: Path) -> None:
     assert detect_kind(tmp_path / "tiled.tif") == "wsi"
 
 
-def test_fhir_json_and_ndjson(shared_data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    bundle = json.loads(shared_data("fhir/synthetic_patient_bundle_r4.json").read_text())
+def test_fhir_json_and_ndjson(samples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bundle = json.loads(samples("fhir/synthetic_patient_bundle_r4.json").read_text())
     nd = tmp_path / "obs.ndjson"
     nd.write_text("\n".join(json.dumps(e["resource"]) for e in bundle["entry"][:3]))
     assert detect_kind(nd) == "fhir"
     with pytest.raises(UnsupportedFormatError, match="JSON list without a FHIR resourceType"):
-        detect_kind(shared_data("lab/synthetic_lab_report.truth.json"))
+        detect_kind(samples("lab/synthetic_lab_report.truth.json"))
 
 
-def test_zips(shared_data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    series = shared_data("dicom/mr_series/mra_mr700_7slices")
+def test_zips(samples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    series = samples("dicom/mr_series/mra_mr700_7slices")
     mr_zip = tmp_path / "mr.zip"
     with zipfile.ZipFile(mr_zip, "w") as zf:
         for f in sorted(series.iterdir()):
@@ -153,19 +152,19 @@ def test_zips(shared_data, tmp_path: Path) -> None:  # type: ignore[no-untyped-d
     assert detect_kind(mr_zip) == "mri"
     pdf_zip = tmp_path / "report.zip"
     with zipfile.ZipFile(pdf_zip, "w") as zf:
-        zf.write(shared_data("lab/synthetic_lab_report.pdf"), "report.pdf")
+        zf.write(samples("lab/synthetic_lab_report.pdf"), "report.pdf")
     assert detect_kind(pdf_zip) == "pdf"
     mixed = tmp_path / "mixed.zip"
     with zipfile.ZipFile(mixed, "w") as zf:
-        zf.write(shared_data("lab/synthetic_lab_report.pdf"), "a.pdf")
-        zf.write(shared_data("fhir/synthetic_patient_bundle_r4.json"), "b.json")
+        zf.write(samples("lab/synthetic_lab_report.pdf"), "a.pdf")
+        zf.write(samples("fhir/synthetic_patient_bundle_r4.json"), "b.json")
     with pytest.raises(UnsupportedFormatError, match=r"mixed\.zip: zip of 2 files"):
         detect_kind(mixed)
 
 
-def test_folder_of_separate_images_is_not_one_input(shared_data) -> None:  # type: ignore[no-untyped-def]
+def test_folder_of_separate_images_is_not_one_input(samples) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(UnsupportedFormatError, match=r"cxr: holds separate files \(3 cxr\)"):
-        detect_kind(shared_data("dicom/cxr"))
+        detect_kind(samples("dicom/cxr"))
 
 
 def test_bad_files(tmp_path: Path) -> None:

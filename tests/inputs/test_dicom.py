@@ -39,8 +39,8 @@ def test_non_dicom_named_dcm(tmp_path: Path) -> None:
     assert e.value.path == str(fake)
 
 
-def test_truncated_in_pixel_data(shared_data: Any, tmp_path: Path) -> None:
-    src = shared_data("dicom/ct/CT_small.dcm")
+def test_truncated_in_pixel_data(samples: Any, tmp_path: Path) -> None:
+    src = samples("dicom/ct/CT_small.dcm")
     cut = _truncate(src, tmp_path / "cut.dcm", src.stat().st_size - 1000)
     with pytest.raises(CorruptFileError, match="truncated: pixel data needs 32768 bytes") as e:
         read_image(cut)
@@ -48,8 +48,8 @@ def test_truncated_in_pixel_data(shared_data: Any, tmp_path: Path) -> None:
     assert dicom.scan_header(cut) is None  # the fast scan leaves the diagnosis to the full reader
 
 
-def test_truncated_in_header(shared_data: Any, tmp_path: Path) -> None:
-    src = shared_data("dicom/ct/CT_small.dcm")
+def test_truncated_in_header(samples: Any, tmp_path: Path) -> None:
+    src = samples("dicom/ct/CT_small.dcm")
     cut = _truncate(src, tmp_path / "cut.dcm", 3000)  # ends inside the data set, long before pixels
     with pytest.raises(CorruptFileError, match="truncated"):
         read_image(cut)
@@ -77,8 +77,8 @@ def test_dicomdir_is_not_an_image(tmp_path: Path) -> None:
         read_image(path)
 
 
-def test_transfer_syntax_without_decoder(shared_data: Any, tmp_path: Path) -> None:
-    ds = pydicom.dcmread(shared_data("dicom/compressed/MR_small_RLE.dcm"))
+def test_transfer_syntax_without_decoder(samples: Any, tmp_path: Path) -> None:
+    ds = pydicom.dcmread(samples("dicom/compressed/MR_small_RLE.dcm"))
     ds.file_meta.TransferSyntaxUID = JPEG2000MCLossless  # JPEG 2000 Part 2: nothing installed decodes it
     path = tmp_path / "mc.dcm"
     ds.save_as(path)
@@ -91,9 +91,9 @@ def test_transfer_syntax_without_decoder(shared_data: Any, tmp_path: Path) -> No
 @pytest.mark.parametrize(
     "compressed", ["MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm"]
 )
-def test_lossless_syntaxes_decode_like_the_uncompressed_file(shared_data: Any, compressed: str) -> None:
-    plain = shared_data("dicom/mr/MR_small.dcm")
-    other = shared_data(f"dicom/compressed/{compressed}")
+def test_lossless_syntaxes_decode_like_the_uncompressed_file(samples: Any, compressed: str) -> None:
+    plain = samples("dicom/mr/MR_small.dcm")
+    other = samples(f"dicom/compressed/{compressed}")
     a = dicom.decode(dicom.read_header(plain), plain)
     b = dicom.decode(dicom.read_header(other), other)
     assert a.shape == (64, 64)
@@ -101,9 +101,9 @@ def test_lossless_syntaxes_decode_like_the_uncompressed_file(shared_data: Any, c
     assert np.array_equal(np.asarray(read_image(plain).images[0]), np.asarray(read_image(other).images[0]))
 
 
-def test_multiframe_jpeg2000_decodes_frame_by_frame(shared_data: Any) -> None:
-    plain = shared_data("dicom/mr/emri_small.dcm")
-    j2k = shared_data("dicom/compressed/emri_small_jpeg_2k_lossless.dcm")
+def test_multiframe_jpeg2000_decodes_frame_by_frame(samples: Any) -> None:
+    plain = samples("dicom/mr/emri_small.dcm")
+    j2k = samples("dicom/compressed/emri_small_jpeg_2k_lossless.dcm")
     whole = pydicom.dcmread(plain).pixel_array
     hp, hj = dicom.read_header(plain), dicom.read_header(j2k)
     assert whole.shape == (10, 64, 64)
@@ -112,17 +112,17 @@ def test_multiframe_jpeg2000_decodes_frame_by_frame(shared_data: Any) -> None:
         assert np.array_equal(dicom.decode(hp, plain, i), whole[i])
 
 
-def test_jpeg_lossless_and_extended_decode(shared_data: Any) -> None:
+def test_jpeg_lossless_and_extended_decode(samples: Any) -> None:
     for name in ("JPEG-LL.dcm", "JPGExtended.dcm"):
-        path = shared_data(f"dicom/compressed/{name}")
+        path = samples(f"dicom/compressed/{name}")
         arr = dicom.decode(dicom.read_header(path), path)
         assert arr.shape == (1024, 256)
         assert arr.max() > 0
 
 
-def test_fast_scan_agrees_with_pydicom(shared_data: Any, build: Any) -> None:
+def test_fast_scan_agrees_with_pydicom(samples: Any, build: Any) -> None:
     series = build("scan", n_slices=6, tilt=20.0, inplane_jitter=3.0)
-    paths = [p for p in sorted((shared_data.root / "dicom").rglob("*")) if p.is_file()] + series.files
+    paths = [p for p in sorted((samples.root / "dicom").rglob("*")) if p.is_file()] + series.files
     scanned = 0
     for path in paths:
         summary = dicom.scan_header(path)
@@ -148,8 +148,8 @@ def test_fast_scan_agrees_with_pydicom(shared_data: Any, build: Any) -> None:
     assert scanned >= 20
 
 
-def test_enhanced_rescale_comes_from_functional_groups(shared_data: Any) -> None:
-    path = shared_data("dicom/ct/eCT_Supplemental.dcm")
+def test_enhanced_rescale_comes_from_functional_groups(samples: Any) -> None:
+    path = samples("dicom/ct/eCT_Supplemental.dcm")
     ds = dicom.read_header(path)
     assert "RescaleSlope" not in ds
     rds = dicom.rescale_dataset(ds, 1)

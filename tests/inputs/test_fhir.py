@@ -18,8 +18,8 @@ ID_AT_END = re.compile(r"\[(\w+)/([\w.-]+)\]$")
 
 
 @pytest.fixture(scope="module")
-def raw(shared_data) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    return json.loads(shared_data(BUNDLE).read_text())
+def raw(samples) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    return json.loads(samples(BUNDLE).read_text())
 
 
 def _resources(raw: dict[str, Any]) -> list[dict[str, Any]]:
@@ -36,8 +36,8 @@ def _hba1c(raw: dict[str, Any]) -> list[tuple[str, float, str]]:
     return sorted(rows)
 
 
-def test_manifest_counts_and_dates(shared_data, raw) -> None:  # type: ignore[no-untyped-def]
-    p = read_fhir(shared_data(BUNDLE))
+def test_manifest_counts_and_dates(samples, raw) -> None:  # type: ignore[no-untyped-def]
+    p = read_fhir(samples(BUNDLE))
     m = p.extra["manifest"]
     assert p.kind == "fhir"
     assert m["total"] == 73
@@ -58,8 +58,8 @@ def test_manifest_counts_and_dates(shared_data, raw) -> None:  # type: ignore[no
     assert p.provenance.details["manifest"] == m
 
 
-def test_hba1c_series_with_ids_in_order(shared_data, raw) -> None:  # type: ignore[no-untyped-def]
-    p = read_fhir(shared_data(BUNDLE))
+def test_hba1c_series_with_ids_in_order(samples, raw) -> None:  # type: ignore[no-untyped-def]
+    p = read_fhir(samples(BUNDLE))
     series = _hba1c(raw)
     assert [v for _, v, _ in series] == [6.1, 7.4, 6.9]
     lines = [f"  {d} {v:g} % [Observation/{i}]" for d, v, i in series]
@@ -70,8 +70,8 @@ def test_hba1c_series_with_ids_in_order(shared_data, raw) -> None:  # type: igno
     assert text_lines[positions[0] - 1] == "Hemoglobin A1c/Hemoglobin.total in Blood (LOINC 4548-4):"
 
 
-def test_every_fact_line_cites_a_resource_and_every_resource_is_rendered(shared_data, raw) -> None:  # type: ignore[no-untyped-def]
-    p = read_fhir(shared_data(BUNDLE))
+def test_every_fact_line_cites_a_resource_and_every_resource_is_rendered(samples, raw) -> None:  # type: ignore[no-untyped-def]
+    p = read_fhir(samples(BUNDLE))
     resources = p.extra["resources"]
     assert resources == {f"{r['resourceType']}/{r['id']}": r for r in _resources(raw)}
     cited = []
@@ -85,8 +85,8 @@ def test_every_fact_line_cites_a_resource_and_every_resource_is_rendered(shared_
     assert p.provenance.details["trimmed"]["dropped"] == {}
 
 
-def test_conditions_medications_vitals_rendered(shared_data, raw) -> None:  # type: ignore[no-untyped-def]
-    p = read_fhir(shared_data(BUNDLE))
+def test_conditions_medications_vitals_rendered(samples, raw) -> None:  # type: ignore[no-untyped-def]
+    p = read_fhir(samples(BUNDLE))
     pre = next(r for r in _resources(raw) if r.get("code", {}).get("text") == "Prediabetes (finding)")
     line = next(ln for ln in p.text.splitlines() if ln.endswith(f"[Condition/{pre['id']}]"))
     assert "resolved" in line
@@ -100,9 +100,9 @@ def test_conditions_medications_vitals_rendered(shared_data, raw) -> None:  # ty
     assert "SYN-000123" not in p.text
 
 
-def test_token_budget_drops_least_relevant_oldest_first(shared_data, raw) -> None:  # type: ignore[no-untyped-def]
-    full = read_fhir(shared_data(BUNDLE))
-    p = read_fhir(shared_data(BUNDLE), token_budget=1500)
+def test_token_budget_drops_least_relevant_oldest_first(samples, raw) -> None:  # type: ignore[no-untyped-def]
+    full = read_fhir(samples(BUNDLE))
+    p = read_fhir(samples(BUNDLE), token_budget=1500)
     assert len(p.text) / 3 <= 1500
     trimmed = p.provenance.details["trimmed"]
     assert trimmed["full_tokens"] > 1500 >= trimmed["kept_tokens"]
@@ -120,7 +120,7 @@ def test_token_budget_drops_least_relevant_oldest_first(shared_data, raw) -> Non
     assert full.extra["resources"] == p.extra["resources"]  # structured data is never trimmed
 
 
-def test_ndjson_and_a_folder_of_ndjson(shared_data, raw, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_ndjson_and_a_folder_of_ndjson(samples, raw, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "patient.ndjson"
     path.write_text("\n".join(json.dumps(r) for r in _resources(raw)) + "\n")
     p = read_fhir(path)

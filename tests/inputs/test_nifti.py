@@ -19,8 +19,8 @@ def _grey(prepared: Any) -> np.ndarray:
     return np.stack([np.asarray(im) for im in prepared.images])
 
 
-def test_ras_brain_t1(shared_data: Any) -> None:
-    path = shared_data("nifti/mricron_ch2_colin27_t1.nii.gz")
+def test_ras_brain_t1(samples: Any) -> None:
+    path = samples("nifti/mricron_ch2_colin27_t1.nii.gz")
     prepared = read_nifti(path, modality="mri")
     data = nib.load(path).get_fdata()
     assert nib.aff2axcodes(nib.load(path).affine) == ("R", "A", "S")
@@ -40,8 +40,8 @@ def test_ras_brain_t1(shared_data: Any) -> None:
     assert prepared.provenance.warnings == []
 
 
-def test_las_volume_is_flipped_to_ras(shared_data: Any) -> None:
-    path = shared_data("nifti/anatomical.nii")
+def test_las_volume_is_flipped_to_ras(samples: Any) -> None:
+    path = samples("nifti/anatomical.nii")
     img = nib.load(path)
     assert "".join(nib.aff2axcodes(img.affine)) == "LAS"
     prepared = read_nifti(path, modality="mri")
@@ -56,8 +56,8 @@ def test_las_volume_is_flipped_to_ras(shared_data: Any) -> None:
     assert np.array_equal(_grey(prepared), expected)
 
 
-def test_4d_uses_the_first_volume(shared_data: Any) -> None:
-    path = shared_data("nifti/example4d.nii.gz")
+def test_4d_uses_the_first_volume(samples: Any) -> None:
+    path = samples("nifti/example4d.nii.gz")
     prepared = read_nifti(path, modality="mri")
     assert prepared.provenance.warnings[0] == "4D file (2 volumes): the first volume used"
     first = nib.as_closest_canonical(nib.load(path).slicer[..., 0]).get_fdata()
@@ -85,11 +85,11 @@ def test_ct_nifti_applies_scl_slope_and_inter(mv: Any, tmp_path: Path) -> None:
     assert d["orientation"] == "axial"
 
 
-def test_bad_nifti_inputs(tmp_path: Path, shared_data: Any) -> None:
+def test_bad_nifti_inputs(tmp_path: Path, samples: Any) -> None:
     (tmp_path / "notes.nii").write_text("not a volume")
     with pytest.raises((UnsupportedFormatError, CorruptFileError)):
         read_nifti(tmp_path / "notes.nii")
-    whole = gzip.decompress(shared_data("nifti/example4d.nii.gz").read_bytes())
+    whole = gzip.decompress(samples("nifti/example4d.nii.gz").read_bytes())
     (tmp_path / "cut.nii").write_bytes(whole[: len(whole) // 3])
     with pytest.raises(CorruptFileError, match=r"cut\.nii"):
         read_nifti(tmp_path / "cut.nii", modality="mri")

@@ -17,8 +17,8 @@ from aris.inputs.pdf import read_pdf
 LAB = "lab/synthetic_lab_report.pdf"
 
 
-def test_lab_report_pages_size_and_text_layer(shared_data) -> None:  # type: ignore[no-untyped-def]
-    p = read_pdf(shared_data(LAB))
+def test_lab_report_pages_size_and_text_layer(samples) -> None:  # type: ignore[no-untyped-def]
+    p = read_pdf(samples(LAB))
     assert p.kind == "pdf"
     assert p.labels == ["PAGE 1", "PAGE 2"]
     # A4 (595.28 x 841.89 pt) rendered with its long side at 1792 px (2x SigLIP's 896)
@@ -29,7 +29,7 @@ def test_lab_report_pages_size_and_text_layer(shared_data) -> None:  # type: ign
         assert (arr < 100).mean() > 0.005  # printed text, not a blank render
         assert arr.mean() > 200  # on a white page
     # every analyte and result of the ground truth is in the text layer, page by page
-    truth = json.loads(shared_data("lab/synthetic_lab_report.truth.json").read_text())
+    truth = json.loads(samples("lab/synthetic_lab_report.truth.json").read_text())
     assert len(truth) == 39
     for row in truth:
         assert row["name"] in p.text
@@ -42,8 +42,8 @@ def test_lab_report_pages_size_and_text_layer(shared_data) -> None:  # type: ign
     assert p.provenance.warnings == []
 
 
-def test_dpi_and_page_limit(shared_data) -> None:  # type: ignore[no-untyped-def]
-    p = read_pdf(shared_data(LAB), dpi=72, max_pages=1)
+def test_dpi_and_page_limit(samples) -> None:  # type: ignore[no-untyped-def]
+    p = read_pdf(samples(LAB), dpi=72, max_pages=1)
     assert [img.size for img in p.images] == [
         (596, 842)
     ]  # 72 dpi: a pixel a point, partial pixels rounded up
@@ -140,13 +140,13 @@ def test_encrypted_pdf_is_refused_and_opens_with_its_password(tmp_path: Path) ->
     ],
 )
 def test_broken_pdfs_are_corrupt_file_errors(
-    shared_data,  # type: ignore[no-untyped-def]
+    samples,  # type: ignore[no-untyped-def]
     tmp_path: Path,
     content: bytes | None,
     problem: str,
 ) -> None:
     if content is None:
-        whole = shared_data(LAB).read_bytes()
+        whole = samples(LAB).read_bytes()
         content = whole[: len(whole) // 2]
     path = tmp_path / "broken.pdf"
     path.write_bytes(content)

@@ -46,8 +46,8 @@ def same_images(a: list[Image.Image], b: list[Image.Image]) -> bool:
         ("fhir/synthetic_patient_bundle_r4.json", "fhir", lambda p: read_fhir(p)),
     ],
 )
-def test_auto_dispatch_gives_the_readers_own_result(shared_data, rel, kind, direct) -> None:  # type: ignore[no-untyped-def]
-    path = shared_data(rel)
+def test_auto_dispatch_gives_the_readers_own_result(samples, rel, kind, direct) -> None:  # type: ignore[no-untyped-def]
+    path = samples(rel)
     got = read(path)
     want = direct(path)
     assert got.kind == kind
@@ -65,26 +65,26 @@ def test_kind_given_by_the_caller_wins_for_2d(tmp_path: Path) -> None:
     assert read(png, kind="cxr").provenance.kind == "cxr"
 
 
-def test_options_reach_their_reader(shared_data) -> None:  # type: ignore[no-untyped-def]
-    cxr = read(shared_data("dicom/cxr/highdicom_dx_image.dcm"), pad_square=True)
+def test_options_reach_their_reader(samples) -> None:  # type: ignore[no-untyped-def]
+    cxr = read(samples("dicom/cxr/highdicom_dx_image.dcm"), pad_square=True)
     assert cxr.padding is not None
     assert cxr.images[0].size[0] == cxr.images[0].size[1] == cxr.padding.size
-    wsi = read(shared_data("wsi/cmu_small_region_pyramid.tiff"), magnification="20X", max_tiles=2)
+    wsi = read(samples("wsi/cmu_small_region_pyramid.tiff"), magnification="20X", max_tiles=2)
     assert wsi.provenance.details["magnification"] == "20X"
     assert len(wsi.images) == 2
     # an option of another reader is ignored, with a warning; an option no reader takes is an error
-    pdf = read(shared_data("lab/synthetic_lab_report.pdf"), magnification="20X")
+    pdf = read(samples("lab/synthetic_lab_report.pdf"), magnification="20X")
     assert "magnification do not apply to pdf input" in pdf.provenance.warnings[-1]
     with pytest.raises(ConfigError, match="unknown input option"):
-        read(shared_data("lab/synthetic_lab_report.pdf"), colour="blue")
+        read(samples("lab/synthetic_lab_report.pdf"), colour="blue")
     with pytest.raises(ConfigError, match="unknown input kind 'xray'"):
-        read(shared_data("lab/synthetic_lab_report.pdf"), kind="xray")
+        read(samples("lab/synthetic_lab_report.pdf"), kind="xray")
 
 
-def test_series_option_and_alias(shared_data) -> None:  # type: ignore[no-untyped-def]
+def test_series_option_and_alias(samples) -> None:  # type: ignore[no-untyped-def]
     import pydicom
 
-    folder = shared_data("dicom/ct_series")
+    folder = samples("dicom/ct_series")
     uid = pydicom.dcmread(
         next((folder / "cardiac_ct5n_5slices").iterdir()), stop_before_pixels=True
     ).SeriesInstanceUID
@@ -94,8 +94,8 @@ def test_series_option_and_alias(shared_data) -> None:  # type: ignore[no-untype
     assert same_images(a.images, b.images)
 
 
-def test_list_folder_of_one_and_zips(shared_data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    series = shared_data("dicom/ct_series/cardiac_ct5n_5slices")
+def test_list_folder_of_one_and_zips(samples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    series = samples("dicom/ct_series/cardiac_ct5n_5slices")
     files = sorted(series.iterdir())
     by_folder = read(series)
     assert same_images(read(files).images, by_folder.images)
@@ -106,33 +106,33 @@ def test_list_folder_of_one_and_zips(shared_data, tmp_path: Path) -> None:  # ty
     assert same_images(read(zipped).images, by_folder.images)
     one = tmp_path / "upload"
     one.mkdir()
-    shutil.copy(shared_data("lab/synthetic_lab_report.pdf"), one / "00000.pdf")
+    shutil.copy(samples("lab/synthetic_lab_report.pdf"), one / "00000.pdf")
     assert read(one).kind == "pdf"  # an upload folder holding one file is that file
     nested = tmp_path / "unzipped" / "inner"
     nested.mkdir(parents=True)
-    shutil.copy(shared_data("lab/synthetic_lab_report.pdf"), nested / "r.pdf")
+    shutil.copy(samples("lab/synthetic_lab_report.pdf"), nested / "r.pdf")
     assert read(tmp_path / "unzipped").kind == "pdf"  # ...however deep it sits
-    shutil.copy(shared_data("dicom/cxr/highdicom_dx_image.dcm"), nested / "c.dcm")
+    shutil.copy(samples("dicom/cxr/highdicom_dx_image.dcm"), nested / "c.dcm")
     with pytest.raises(UnsupportedFormatError, match="not one pdf input: read each file"):
         read(tmp_path / "unzipped", kind="pdf")
     pdf_zip = tmp_path / "report.zip"
     with zipfile.ZipFile(pdf_zip, "w") as zf:
-        zf.write(shared_data("lab/synthetic_lab_report.pdf"), "report.pdf")
+        zf.write(samples("lab/synthetic_lab_report.pdf"), "report.pdf")
     p = read(pdf_zip)
     assert p.kind == "pdf"
     assert p.provenance.sources == [str(pdf_zip)]
-    assert same_images(p.images, read_pdf(shared_data("lab/synthetic_lab_report.pdf")).images)
+    assert same_images(p.images, read_pdf(samples("lab/synthetic_lab_report.pdf")).images)
 
 
-def test_read_many_goes_on_past_bad_files(shared_data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_read_many_goes_on_past_bad_files(samples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     empty = tmp_path / "empty.dcm"
     empty.write_bytes(b"")
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"\x00\x01 not anything")
     paths = [
-        shared_data("dicom/cxr/highdicom_dx_image.dcm"),
+        samples("dicom/cxr/highdicom_dx_image.dcm"),
         empty,
-        shared_data("lab/synthetic_lab_report.pdf"),
+        samples("lab/synthetic_lab_report.pdf"),
         junk,
     ]
     seen: list[tuple[int, str]] = []
@@ -156,19 +156,19 @@ def test_missing_path_names_it(tmp_path: Path) -> None:
 # --- token estimates and the engine budget -------------------------------------------------------
 
 
-def test_estimate_tokens_by_hand(shared_data) -> None:  # type: ignore[no-untyped-def]
-    ct = read(shared_data("dicom/ct_series/head_ct2_4slices"))
+def test_estimate_tokens_by_hand(samples) -> None:  # type: ignore[no-untyped-def]
+    ct = read(samples("dicom/ct_series/head_ct2_4slices"))
     est = estimate_tokens(ct)
     assert est["images"] == 4
     assert est["image_tokens"] == 4 * 256
     assert est["label_tokens"] == 4 * math.ceil(len("SLICE 1") / 3)
     assert est["context_tokens"] == 0
     assert est["total"] == 4 * 256 + 4 * 4 + est["label_tokens"]
-    pdf = read(shared_data("lab/synthetic_lab_report.pdf"))
+    pdf = read(samples("lab/synthetic_lab_report.pdf"))
     est = estimate_tokens(pdf)
     assert est["label_tokens"] == 0  # pages carry no text parts
     assert est["context_tokens"] == math.ceil(len(pdf.text) / 3)
-    fhir = read(shared_data("fhir/synthetic_patient_bundle_r4.json"))
+    fhir = read(samples("fhir/synthetic_patient_bundle_r4.json"))
     est = estimate_tokens(fhir)
     assert est["images"] == 0
     assert est["context_tokens"] == 0  # the rendering is the text part: not counted twice
@@ -179,9 +179,9 @@ def _turns(parts: list) -> list:  # type: ignore[type-arg]
     return build_turns([Message("user", [*parts, TextPart("Describe.")])])
 
 
-def test_126_tiles_do_not_fit_a_small_engine(shared_data) -> None:  # type: ignore[no-untyped-def]
+def test_126_tiles_do_not_fit_a_small_engine(samples) -> None:  # type: ignore[no-untyped-def]
     # 64 px tiles of the real slide: 126 images is what matters to the budget, not their size
-    wsi = read(shared_data("wsi/cmu_small_region_pyramid.tiff"), magnification="20X", tile=64)
+    wsi = read(samples("wsi/cmu_small_region_pyramid.tiff"), magnification="20X", tile=64)
     assert len(wsi.images) == 126
     need = estimate_tokens(wsi)["total"]
     assert need > 126 * 256

@@ -160,11 +160,11 @@ def test_single_bad_files_raise_their_own_error(study: Any) -> None:
         read_series([study.clutter["sr"]])
 
 
-def test_seg_next_to_a_real_series_is_skipped(shared_data: Any, tmp_path: Path) -> None:
-    src = shared_data("dicom/ct_series/head_ct2_4slices")
+def test_seg_next_to_a_real_series_is_skipped(samples: Any, tmp_path: Path) -> None:
+    src = samples("dicom/ct_series/head_ct2_4slices")
     for f in src.iterdir():
         shutil.copy(f, tmp_path / f.name)
-    shutil.copy(shared_data("dicom/ct_series/seg_image_ct_binary_for_head_ct2.dcm"), tmp_path / "seg.dcm")
+    shutil.copy(samples("dicom/ct_series/seg_image_ct_binary_for_head_ct2.dcm"), tmp_path / "seg.dcm")
     prepared = read_series(tmp_path)
     assert "seg.dcm (a Segmentation Storage object, not a CT or MR image)" in " ".join(
         prepared.provenance.warnings
@@ -198,8 +198,8 @@ def test_zip_and_file_list_sources(build: Any, tmp_path: Path) -> None:
         read_series(bad)
 
 
-def test_enhanced_multiframe_ct_matches_highdicom(shared_data: Any) -> None:
-    path = shared_data("dicom/ct/eCT_Supplemental.dcm")
+def test_enhanced_multiframe_ct_matches_highdicom(samples: Any) -> None:
+    path = samples("dicom/ct/eCT_Supplemental.dcm")
     prepared = read_series(path)
     # Independent: highdicom builds the volume from the functional groups and applies the rescale.
     vol = hd.imread(path).get_volume(
@@ -219,11 +219,11 @@ def test_enhanced_multiframe_ct_matches_highdicom(shared_data: Any) -> None:
     assert d["positions_mm"] == [-159.0, -149.0]  # rows run -x: the normal is flipped to +z
 
 
-def test_enhanced_mr_without_plane_positions_is_refused(shared_data: Any) -> None:
+def test_enhanced_mr_without_plane_positions_is_refused(samples: Any) -> None:
     # This downsized sample lost its functional groups; the recipe requires ImagePositionPatient.
     for name in ("dicom/mr/emri_small.dcm", "dicom/compressed/emri_small_jpeg_2k_lossless.dcm"):
         with pytest.raises(SeriesError, match="cannot be ordered"):
-            read_series(shared_data(name))
+            read_series(samples(name))
 
 
 def test_mr_series_minmax_over_the_whole_volume(build: Any) -> None:
@@ -248,14 +248,14 @@ def test_mr_series_minmax_over_the_whole_volume(build: Any) -> None:
     assert np.array_equal(np.stack(_images(prepared)), expected)
 
 
-def test_real_mr_projection_series_keeps_one_orientation(shared_data: Any) -> None:
-    prepared = read_series(shared_data("dicom/mr_series/mra_mr700_7slices"))
+def test_real_mr_projection_series_keeps_one_orientation(samples: Any) -> None:
+    prepared = read_series(samples("dicom/mr_series/mra_mr700_7slices"))
     assert prepared.kind == "mri"
     assert "6 slices in other orientations dropped" in prepared.provenance.details["notes"]
 
 
-def test_slice_without_a_decoder_is_skipped_and_named(shared_data: Any, tmp_path: Path) -> None:
-    src = shared_data("dicom/ct_series/cardiac_ct5n_5slices")
+def test_slice_without_a_decoder_is_skipped_and_named(samples: Any, tmp_path: Path) -> None:
+    src = samples("dicom/ct_series/cardiac_ct5n_5slices")
     for f in src.iterdir():
         shutil.copy(f, tmp_path / f.name)
     ds = pydicom.dcmread(tmp_path / "2062")

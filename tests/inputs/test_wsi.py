@@ -48,9 +48,9 @@ def write_slide(
 
 
 @pytest.fixture(scope="module")
-def tissue(shared_data) -> np.ndarray:  # type: ignore[no-untyped-def]
+def tissue(samples) -> np.ndarray:  # type: ignore[no-untyped-def]
     """A real 896x896 H&E patch that is ~90% tissue (level-0 cell (1, 2) of the CMU sample)."""
-    level0 = tifffile.imread(shared_data(SVS))
+    level0 = tifffile.imread(samples(SVS))
     return np.ascontiguousarray(level0[1792:2688, 896:1792])
 
 
@@ -86,9 +86,9 @@ def read_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, tuple[int, in
 @pytest.mark.parametrize(
     ("mag", "level", "downsample"), [("5X", 2, 4.0020), ("10X", 1, 2.0003), ("20X", 0, 1.0)]
 )
-def test_pyramid_level_for_each_magnification(shared_data, mag: str, level: int, downsample: float) -> None:  # type: ignore[no-untyped-def]
+def test_pyramid_level_for_each_magnification(samples, mag: str, level: int, downsample: float) -> None:  # type: ignore[no-untyped-def]
     # 0.499 um/px at level 0 and no objective power: 10X wants 1.0/0.499 = 2.004, level 1 is 2.0003
-    slide = open_slide(shared_data(PYRAMID))
+    slide = open_slide(samples(PYRAMID))
     choice, warnings = choose_level(slide, mag)
     slide.close()
     assert choice.level == level
@@ -99,8 +99,8 @@ def test_pyramid_level_for_each_magnification(shared_data, mag: str, level: int,
     assert "um/px" in choice.basis
 
 
-def test_single_level_svs_is_read_larger_and_downsampled(shared_data) -> None:  # type: ignore[no-untyped-def]
-    slide = open_slide(shared_data(SVS))
+def test_single_level_svs_is_read_larger_and_downsampled(samples) -> None:  # type: ignore[no-untyped-def]
+    slide = open_slide(samples(SVS))
     assert slide.objective_power == 20
     c10, w10 = choose_level(slide, "10X")
     c5, _ = choose_level(slide, "5x")
@@ -114,18 +114,18 @@ def test_single_level_svs_is_read_larger_and_downsampled(shared_data) -> None:  
     assert w20 == []
 
 
-def test_magnification_above_the_scan_and_bad_values_are_refused(shared_data) -> None:  # type: ignore[no-untyped-def]
+def test_magnification_above_the_scan_and_bad_values_are_refused(samples) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(UnsupportedFormatError, match=r"cmu_small_region\.svs: 40X asked for.*about 20X"):
-        read_wsi(shared_data(SVS), magnification="40X")
+        read_wsi(samples(SVS), magnification="40X")
     with pytest.raises(ConfigError, match="magnification 'ten'"):
-        read_wsi(shared_data(SVS), magnification="ten")
+        read_wsi(samples(SVS), magnification="ten")
 
 
 # --- tiles: grid, pixels, reads ------------------------------------------------------------------
 
 
-def test_tiles_at_20x_are_the_slide_pixels_on_the_grid(shared_data) -> None:  # type: ignore[no-untyped-def]
-    path = shared_data(PYRAMID)
+def test_tiles_at_20x_are_the_slide_pixels_on_the_grid(samples) -> None:  # type: ignore[no-untyped-def]
+    path = samples(PYRAMID)
     p = read_wsi(path, magnification="20X")
     level0 = tifffile.TiffFile(path).series[0].levels[0].asarray()
     tiles = p.provenance.details["tiles"]
@@ -145,8 +145,8 @@ def test_tiles_at_20x_are_the_slide_pixels_on_the_grid(shared_data) -> None:  # 
     assert len(set(keys)) == len(keys)
 
 
-def test_tiles_at_10x_come_from_level_1_exactly(shared_data, read_calls) -> None:  # type: ignore[no-untyped-def]
-    path = shared_data(PYRAMID)
+def test_tiles_at_10x_come_from_level_1_exactly(samples, read_calls) -> None:  # type: ignore[no-untyped-def]
+    path = samples(PYRAMID)
     p = read_wsi(path, magnification="10X")
     d = p.provenance.details
     assert (d["level"], d["resampled"], d["grid"]) == (1, False, [1, 1])  # 1110x1483 at 10X: one whole tile
@@ -156,8 +156,8 @@ def test_tiles_at_10x_come_from_level_1_exactly(shared_data, read_calls) -> None
     assert read_calls == [(3, (277, 370))] + [(1, (896, 896))] * len(p.images)
 
 
-def test_no_full_resolution_read_of_a_single_level_slide(shared_data, read_calls) -> None:  # type: ignore[no-untyped-def]
-    p = read_wsi(shared_data(SVS), magnification="10X", pad_edges=True)
+def test_no_full_resolution_read_of_a_single_level_slide(samples, read_calls) -> None:  # type: ignore[no-untyped-def]
+    p = read_wsi(samples(SVS), magnification="10X", pad_edges=True)
     assert len(p.images) == 2
     # one level of 2220x2967: the mask reads it in 2046 px chunks (a multiple of the 3x reduction),
     # then each 10X tile is one 1792 px region (the padded edge tile only its 1175 rows on the slide)
@@ -171,8 +171,8 @@ def test_no_full_resolution_read_of_a_single_level_slide(shared_data, read_calls
     ]
 
 
-def test_resampled_tile_matches_a_2x_block_mean(shared_data) -> None:  # type: ignore[no-untyped-def]
-    path = shared_data(SVS)
+def test_resampled_tile_matches_a_2x_block_mean(samples) -> None:  # type: ignore[no-untyped-def]
+    path = samples(SVS)
     p = read_wsi(path, magnification="10X")
     (t,) = p.provenance.details["tiles"]
     assert (t["x"], t["y"], t["size"]) == (0, 0, 1792)
@@ -183,8 +183,8 @@ def test_resampled_tile_matches_a_2x_block_mean(shared_data) -> None:  # type: i
     assert "downsampled" in p.provenance.warnings[0]
 
 
-def test_small_slide_edges_excluded_by_default_padded_white_on_request(shared_data) -> None:  # type: ignore[no-untyped-def]
-    path = shared_data(SVS)
+def test_small_slide_edges_excluded_by_default_padded_white_on_request(samples) -> None:  # type: ignore[no-untyped-def]
+    path = samples(SVS)
     whole = read_wsi(path, magnification="10X")
     padded = read_wsi(path, magnification="10X", pad_edges=True)
     assert whole.provenance.details["grid"] == [1, 1]
@@ -220,8 +220,8 @@ def test_known_tissue_layout_is_found_exactly(layout_slide) -> None:  # type: ig
 # --- sampling ------------------------------------------------------------------------------------
 
 
-def test_seeded_sampling_is_deterministic_without_replacement_and_spatial(shared_data) -> None:  # type: ignore[no-untyped-def]
-    path = shared_data(PYRAMID)
+def test_seeded_sampling_is_deterministic_without_replacement_and_spatial(samples) -> None:  # type: ignore[no-untyped-def]
+    path = samples(PYRAMID)
     # 64 px tiles give a ~1000-cell grid on the real slide: many more tissue tiles than 126
     every = read_wsi(path, magnification="20X", tile=64, max_tiles=100_000)
     n = every.provenance.details["candidates"]
@@ -252,8 +252,8 @@ def test_blank_slide_is_no_tissue_naming_the_file(tmp_path: Path) -> None:
         read_wsi(path)
 
 
-def test_dicom_sm_sample_is_too_small_not_a_crash(shared_data) -> None:  # type: ignore[no-untyped-def]
-    path = shared_data("dicom/sm/sm_image.dcm")
+def test_dicom_sm_sample_is_too_small_not_a_crash(samples) -> None:  # type: ignore[no-untyped-def]
+    path = samples("dicom/sm/sm_image.dcm")
     with pytest.raises(
         SlideTooSmallError, match=r"sm_image\.dcm: slide is 25x25 px at 10X, smaller than one 896x896"
     ):
@@ -262,8 +262,8 @@ def test_dicom_sm_sample_is_too_small_not_a_crash(shared_data) -> None:  # type:
         read_wsi(path, pad_edges=True)
 
 
-def test_dicom_sm_backend_reads_the_frames_pydicom_decodes(shared_data) -> None:  # type: ignore[no-untyped-def]
-    path = shared_data("dicom/sm/sm_image.dcm")
+def test_dicom_sm_backend_reads_the_frames_pydicom_decodes(samples) -> None:  # type: ignore[no-untyped-def]
+    path = samples("dicom/sm/sm_image.dcm")
     slide = open_slide(path)
     assert slide.backend == "wsidicom"
     assert slide.level_dimensions[0] == (50, 50)

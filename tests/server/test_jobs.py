@@ -44,11 +44,11 @@ def _events(url: str, job_id: str) -> list[dict]:
     return out
 
 
-def test_ct_series_job_streams_events_and_keeps_images(server, shared_data) -> None:  # type: ignore[no-untyped-def]
+def test_ct_series_job_streams_events_and_keeps_images(server, samples) -> None:  # type: ignore[no-untyped-def]
     url, home = server
     files = [
         ("files", (p.name, p.read_bytes(), "application/dicom"))
-        for p in sorted(shared_data("dicom/ct_series/head_ct2_4slices").iterdir())
+        for p in sorted(samples("dicom/ct_series/head_ct2_4slices").iterdir())
     ]
     up = httpx.post(f"{url}/v1/uploads", files=files, headers=H)
     assert up.status_code == 201, up.text

@@ -25,8 +25,8 @@ def _structured(result) -> dict:  # type: ignore[no-untyped-def]
     return json.loads(result.content[0].text)
 
 
-def test_stdio_tools_prepare_and_run_a_fhir_task(gguf_270m: Path, shared_data) -> None:  # type: ignore[no-untyped-def]
-    bundle = str(shared_data("fhir/synthetic_patient_bundle_r4.json"))
+def test_stdio_tools_prepare_and_run_a_fhir_task(gguf_270m: Path, samples) -> None:  # type: ignore[no-untyped-def]
+    bundle = str(samples("fhir/synthetic_patient_bundle_r4.json"))
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "aris", "mcp", "--engine", "llamacpp", "--model", str(gguf_270m), "--n-ctx", "8192"],
@@ -63,10 +63,10 @@ def test_stdio_tools_prepare_and_run_a_fhir_task(gguf_270m: Path, shared_data) -
     asyncio.run(go())
 
 
-def test_http_tools_respect_the_key_and_the_roots(shared_data) -> None:  # type: ignore[no-untyped-def]
+def test_http_tools_respect_the_key_and_the_roots(samples) -> None:  # type: ignore[no-untyped-def]
     from aris.engines.fake import FakeEngine
 
-    roots = [str(shared_data("dicom/ct_series"))]
+    roots = [str(samples("dicom/ct_series"))]
     app = create_app(ServerSettings(api_key="k", mcp_roots=roots), engine=FakeEngine())
     with live_server(app) as url:
         import httpx
@@ -87,7 +87,7 @@ def test_http_tools_respect_the_key_and_the_roots(shared_data) -> None:  # type:
                 )
                 assert _structured(ok)["images"] == 4
                 denied = await s.call_tool(
-                    "prepare_input", {"path": str(shared_data("dicom/cxr/RG1_UNCR.dcm"))}
+                    "prepare_input", {"path": str(samples("dicom/cxr/RG1_UNCR.dcm"))}
                 )
                 assert denied.is_error
                 assert "outside the folders" in denied.content[0].text

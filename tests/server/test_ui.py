@@ -53,8 +53,8 @@ def browser():  # type: ignore[no-untyped-def]
         b.close()
 
 
-def test_upload_ct_see_slices_and_stream_a_result(ui_server: str, browser, shared_data) -> None:  # type: ignore[no-untyped-def]
-    series = sorted(shared_data("dicom/ct_series/head_ct2_4slices").iterdir())
+def test_upload_ct_see_slices_and_stream_a_result(ui_server: str, browser, samples) -> None:  # type: ignore[no-untyped-def]
+    series = sorted(samples("dicom/ct_series/head_ct2_4slices").iterdir())
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{ui_server}/ui/")
     page.fill("#apikey", "ui-key")
@@ -92,7 +92,7 @@ def test_upload_ct_see_slices_and_stream_a_result(ui_server: str, browser, share
 
 
 def test_ui_shows_the_padded_xray_and_needs_the_key(
-    ui_server: str, browser, shared_data, tmp_path: Path
+    ui_server: str, browser, samples, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     page = browser.new_page()
     page.goto(f"{ui_server}/ui/")
@@ -101,7 +101,7 @@ def test_ui_shows_the_padded_xray_and_needs_the_key(
     page.dispatch_event("#apikey", "change")
     page.wait_for_selector("#task option", state="attached")
     cxr = tmp_path / "chest.dcm"
-    shutil.copy(shared_data("dicom/cxr/highdicom_dx_image.dcm"), cxr)
+    shutil.copy(samples("dicom/cxr/highdicom_dx_image.dcm"), cxr)
     page.select_option("#kind", "cxr")
     page.set_input_files("#file", str(cxr))
     page.wait_for_selector("#grid figure")

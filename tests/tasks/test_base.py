@@ -131,12 +131,12 @@ def test_every_task_is_listed_with_its_interface() -> None:
         assert isinstance(t.input_kinds, tuple)
 
 
-def test_aris_run_reads_paths_the_way_the_recipe_needs(shared_data) -> None:  # type: ignore[no-untyped-def]
+def test_aris_run_reads_paths_the_way_the_recipe_needs(samples) -> None:  # type: ignore[no-untyped-def]
     import aris
 
     engine = FakeEngine(replies=['[{"box_2d": [0, 0, 1000, 1000], "label": "chest"}]'])
     r = aris.run(
-        "cxr-localize", shared_data("dicom/cxr/highdicom_dx_image.dcm"), engine=engine, labels="chest"
+        "cxr-localize", samples("dicom/cxr/highdicom_dx_image.dcm"), engine=engine, labels="chest"
     )
     assert r.errors == []
     # read with pad_square=True: the whole padded square maps back to the whole 211 x 169 film

@@ -94,7 +94,7 @@ def vlm(tiny_vlm: Path) -> Iterator[Any]:
 @pytest.mark.parametrize(("task", "paths", "options", "images"), CASES, ids=[c[0] for c in CASES])
 def test_every_task_on_the_tiny_vlm(
     vlm: Any,
-    shared_data: Any,
+    samples: Any,
     tmp_path: Path,
     task: str,
     paths: list[str],
@@ -104,7 +104,7 @@ def test_every_task_on_the_tiny_vlm(
     opts = {"max_new_tokens": 12, **options}
     if task == "cxr-localize":
         opts["out_dir"] = str(tmp_path)
-    r = run(task, [shared_data(p) for p in paths], engine=vlm, **opts)
+    r = run(task, [samples(p) for p in paths], engine=vlm, **opts)
     check_record(r, task, "transformers")
     if images >= 0:
         assert r.usage["images"] == images
@@ -117,14 +117,14 @@ def test_every_task_on_the_tiny_vlm(
         assert r.provenance == []
 
 
-def test_constrained_classification_always_validates(vlm: Any, shared_data: Any) -> None:
+def test_constrained_classification_always_validates(vlm: Any, samples: Any) -> None:
     """The enum grammar makes even random weights pick exactly one option."""
     from aris.tasks.classify import CHOICE_SETS
 
     for choices in ("nct-crc-he", "diabetic-retinopathy", "cat, dog, neither"):
         r = run(
             "classify",
-            shared_data(D + "compressed/SC_jpeg_no_color_transform.dcm"),
+            samples(D + "compressed/SC_jpeg_no_color_transform.dcm"),
             engine=vlm,
             kind="image",
             choices=choices,
@@ -136,10 +136,10 @@ def test_constrained_classification_always_validates(vlm: Any, shared_data: Any)
         assert r.text.startswith('{"answer": ') or r.text.startswith('{"answer":')
 
 
-def test_trends_numbers_do_not_depend_on_the_model(vlm: Any, shared_data: Any) -> None:
+def test_trends_numbers_do_not_depend_on_the_model(vlm: Any, samples: Any) -> None:
     r = run(
         "trends",
-        shared_data("fhir/synthetic_patient_bundle_r4.json"),
+        samples("fhir/synthetic_patient_bundle_r4.json"),
         engine=vlm,
         codes="4548-4",
         max_new_tokens=8,
@@ -150,10 +150,10 @@ def test_trends_numbers_do_not_depend_on_the_model(vlm: Any, shared_data: Any) -
     assert s["slope_per_year"] == pytest.approx(0.27339, abs=1e-5)
 
 
-def test_localize_overlay_when_boxes_validate(vlm: Any, shared_data: Any, tmp_path: Path) -> None:
+def test_localize_overlay_when_boxes_validate(vlm: Any, samples: Any, tmp_path: Path) -> None:
     r = run(
         "cxr-localize",
-        shared_data(D + "cxr/highdicom_dx_image.dcm"),
+        samples(D + "cxr/highdicom_dx_image.dcm"),
         engine=vlm,
         labels="heart",
         out_dir=str(tmp_path),
@@ -182,9 +182,9 @@ def gguf_engine(gguf_270m: Path) -> Iterator[Any]:
     engine.close()
 
 
-def test_text_tasks_on_llamacpp(gguf_engine: Any, shared_data: Any) -> None:
+def test_text_tasks_on_llamacpp(gguf_engine: Any, samples: Any) -> None:
     # Few tokens: grammar-constrained sampling over Gemma's 262k vocabulary is slow on a CPU.
-    bundle = shared_data("fhir/synthetic_patient_bundle_r4.json")
+    bundle = samples("fhir/synthetic_patient_bundle_r4.json")
     r = run("trends", bundle, engine=gguf_engine, codes="4548-4", max_new_tokens=4)
     check_record(r, "trends", "llamacpp")
     assert r.parsed["series"][0]["latest"] == 6.9
@@ -193,9 +193,9 @@ def test_text_tasks_on_llamacpp(gguf_engine: Any, shared_data: Any) -> None:
     assert r.steps[0]["name"] == "record"
 
 
-def test_images_on_a_text_only_gguf_are_refused_before_generating(gguf_engine: Any, shared_data: Any) -> None:
+def test_images_on_a_text_only_gguf_are_refused_before_generating(gguf_engine: Any, samples: Any) -> None:
     with pytest.raises(ArisError, match="cannot take images"):
-        run("cxr-report", shared_data(D + "cxr/highdicom_dx_image.dcm"), engine=gguf_engine, max_new_tokens=8)
+        run("cxr-report", samples(D + "cxr/highdicom_dx_image.dcm"), engine=gguf_engine, max_new_tokens=8)
 
 
 # -- an OpenAI-compatible server (llama-cpp-python's) ---------------------------------------------------

@@ -15,10 +15,10 @@ T2DM = "Condition/81970dca-db53-5561-8319-14bc51759cb0"
 
 
 @pytest.fixture(scope="module")
-def record(shared_data):  # type: ignore[no-untyped-def]
+def record(samples):  # type: ignore[no-untyped-def]
     from aris.inputs import read
 
-    return read(shared_data("fhir/synthetic_patient_bundle_r4.json"))
+    return read(samples("fhir/synthetic_patient_bundle_r4.json"))
 
 
 def test_resolve_source_tolerates_brackets_prefixes_and_bare_ids(record) -> None:  # type: ignore[no-untyped-def]

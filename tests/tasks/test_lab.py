@@ -79,11 +79,11 @@ def test_merge_fills_blanks_and_keeps_different_results() -> None:
     assert tests[0].method == "Hexokinase"
 
 
-def test_two_page_pdf_one_call_per_page_merged(shared_data) -> None:  # type: ignore[no-untyped-def]
+def test_two_page_pdf_one_call_per_page_merged(samples) -> None:  # type: ignore[no-untyped-def]
     from aris.inputs import read
 
-    truth = json.loads(shared_data("lab/synthetic_lab_report.truth.json").read_text())
-    prepared = read(shared_data("lab/synthetic_lab_report.pdf"))
+    truth = json.loads(samples("lab/synthetic_lab_report.truth.json").read_text())
+    prepared = read(samples("lab/synthetic_lab_report.pdf"))
     assert len(prepared.images) == 2
     # page 1 reply repeats two tests that page 2 also has; page 2 is cut off after its last full item
     page2 = json.dumps(truth[18:])[:-1] + ', {"name": "Tru'
@@ -99,10 +99,10 @@ def test_two_page_pdf_one_call_per_page_merged(shared_data) -> None:  # type: ig
     assert "clinical data extraction specialist" in engine.prompts[0]
 
 
-def test_text_layer_source_sends_each_page_text(shared_data) -> None:  # type: ignore[no-untyped-def]
+def test_text_layer_source_sends_each_page_text(samples) -> None:  # type: ignore[no-untyped-def]
     from aris.inputs import read
 
-    prepared = read(shared_data("lab/synthetic_lab_report.pdf"))
+    prepared = read(samples("lab/synthetic_lab_report.pdf"))
     engine = FakeEngine(replies=["[]", "[]"])
     result = get_task("lab-extract").run(engine, [prepared], options={"source": "text"})
     assert result.parsed == {"tests": [], "pages": 2, "duplicates_merged": 0}
@@ -111,11 +111,11 @@ def test_text_layer_source_sends_each_page_text(shared_data) -> None:  # type: i
     assert engine.params[0].json_schema["type"] == "array"
 
 
-def test_a_page_that_fails_twice_is_an_error_other_pages_kept(shared_data) -> None:  # type: ignore[no-untyped-def]
+def test_a_page_that_fails_twice_is_an_error_other_pages_kept(samples) -> None:  # type: ignore[no-untyped-def]
     from aris.inputs import read
 
-    truth = json.loads(shared_data("lab/synthetic_lab_report.truth.json").read_text())
-    prepared = read(shared_data("lab/synthetic_lab_report.pdf"))
+    truth = json.loads(samples("lab/synthetic_lab_report.truth.json").read_text())
+    prepared = read(samples("lab/synthetic_lab_report.pdf"))
     engine = FakeEngine(replies=[json.dumps(truth[:3]), "no idea", "still no idea"])
     result = get_task("lab-extract").run(engine, [prepared])
     assert len(result.parsed["tests"]) == 3

@@ -118,15 +118,15 @@ def test_task_pads_an_unpadded_input_itself_and_writes_json_and_overlay(tmp_path
     assert overlay.getpixel((200, 100)) == (90, 90, 90)
 
 
-def test_reader_padding_is_used_and_undone(shared_data) -> None:  # type: ignore[no-untyped-def]
+def test_reader_padding_is_used_and_undone(samples) -> None:  # type: ignore[no-untyped-def]
     from aris.inputs import read
 
-    prepared = read(shared_data("dicom/cxr/highdicom_dx_image.dcm"), kind="cxr", pad_square=True)
+    prepared = read(samples("dicom/cxr/highdicom_dx_image.dcm"), kind="cxr", pad_square=True)
     assert prepared.padding is not None
     view, original, pad = model_view(prepared)
     assert view.width == view.height == pad.size == max(pad.width, pad.height)
     assert original.size == (pad.width, pad.height)
-    ds = pydicom.dcmread(shared_data("dicom/cxr/highdicom_dx_image.dcm"), stop_before_pixels=True)
+    ds = pydicom.dcmread(samples("dicom/cxr/highdicom_dx_image.dcm"), stop_before_pixels=True)
     assert (pad.width, pad.height) == (ds.Columns, ds.Rows)  # 211 x 169: landscape
     assert (pad.left, pad.top) == (0, (ds.Columns - ds.Rows) // 2)
     assert original.tobytes() == view.crop((0, pad.top, pad.width, pad.top + pad.height)).tobytes()

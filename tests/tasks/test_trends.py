@@ -10,10 +10,10 @@ from aris.tasks.trends import compute_series, slope_per_year, table
 
 
 @pytest.fixture(scope="module")
-def record(shared_data):  # type: ignore[no-untyped-def]
+def record(samples):  # type: ignore[no-untyped-def]
     from aris.inputs import read
 
-    return read(shared_data("fhir/synthetic_patient_bundle_r4.json"))
+    return read(samples("fhir/synthetic_patient_bundle_r4.json"))
 
 
 def test_hba1c_slope_change_and_flags_by_hand(record) -> None:  # type: ignore[no-untyped-def]

@@ -1,6 +1,6 @@
 """A CT or MR series (folder, zip or list of files) -> the slices MedGemma was trained to read.
 
-Steps, in the recipe's order (see ../shared/MEDGEMMA.md, "CT volumes"):
+Steps, in the recipe's order (MedGemma's CT recipe, docs/recipes.md):
 
 1. Scan headers only (pixel data stays on disk). Non-image objects (SEG, SR, RT, DICOMDIR), other
    image types and unreadable files are skipped and reported.

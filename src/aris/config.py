@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,13 +30,18 @@ class ArisSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ARIS_", extra="ignore")
 
     home: Path = Field(
-        default_factory=default_home, description="Where Aris keeps models, jobs and the store."
+        default_factory=default_home,
+        description="Where Aris keeps models, jobs and the store.",
+        json_schema_extra={"cli": False},
     )
-    engine: Literal["transformers", "llamacpp", "openai", "fake"] = Field(
-        default="transformers", description="Which engine runs the model."
+    engine: str = Field(
+        default="transformers",
+        description="Which engine runs the model: transformers, llamacpp, openai or a plugin's.",
     )
     model: str | None = Field(
-        default=None, description="HF id, local folder, GGUF file, or the served model name for openai."
+        default=None,
+        description="HF id, local folder, GGUF file, or the served model name for openai.",
+        json_schema_extra={"short": "-m"},
     )
     mmproj: str | None = Field(
         default=None, description="GGUF vision projector (mmproj-*.gguf) for llamacpp."
@@ -61,7 +66,21 @@ class ArisSettings(BaseSettings):
         default=600.0, gt=0, description="Seconds before an HTTP request to a server gives up."
     )
     max_retries: int = Field(default=3, ge=0, description="Retries on 429/5xx with exponential backoff.")
-    max_new_tokens: int = Field(default=1024, ge=1, description="Longest reply.")
+    max_new_tokens: int = Field(
+        default=1024, ge=1, description="Longest reply (default: the task's own, e.g. 2048 for lab-extract)."
+    )
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict, description="Settings a plugin engine reads, KEY=VALUE (repeat the flag)."
+    )
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        from aris.engines import ENGINES
+
+        if value not in ENGINES:
+            raise ValueError(f"unknown engine {value!r}; choose one of {', '.join(ENGINES.names())}")
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -76,8 +95,22 @@ class ArisSettings(BaseSettings):
 
     @classmethod
     def from_flags(cls, **flags: Any) -> ArisSettings:
-        """Settings with the given flags on top; ``None`` means 'flag not given'."""
-        return cls(**{k: v for k, v in flags.items() if v is not None})
+        """Settings with the given flags on top; ``None`` means 'flag not given'.
+
+        A bad value (from a flag, ``ARIS_*`` or the file) is a ``ConfigError`` naming the setting.
+        """
+        from pydantic import ValidationError
+
+        from aris.errors import ConfigError
+
+        try:
+            return cls(**{k: v for k, v in flags.items() if v is not None})
+        except ValidationError as e:
+            problems = "; ".join(
+                f"{'.'.join(str(x) for x in err['loc']) or 'settings'}: {err['msg'].removeprefix('Value error, ')}"
+                for err in e.errors()
+            )
+            raise ConfigError(f"invalid setting: {problems}") from None
 
     @property
     def models_dir(self) -> Path:

@@ -48,12 +48,19 @@ def generate(
             if on_piece is not None:
                 on_piece(piece.kind, piece.text)
 
-    for chunk in engine.stream(turns, params):
-        if first is None:
-            first = time.perf_counter() - t0
-        raw.append(chunk)
-        take(splitter.feed(chunk))
-    take(splitter.finish())
+    stream = engine.stream(turns, params)
+    try:
+        for chunk in stream:
+            if first is None:
+                first = time.perf_counter() - t0
+            raw.append(chunk)
+            take(splitter.feed(chunk))
+        take(splitter.finish())
+    finally:
+        # A consumer that stops early (cancelled, client gone) must stop the engine now, not at GC.
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
     gen_s = time.perf_counter() - t0
     raw_text = "".join(raw)
     logger.info("generated %d chars in %.2fs (prompt %s)", len(raw_text), gen_s, digest[:12])

@@ -89,34 +89,41 @@ def test_items_with_the_same_content_are_generated_once(tmp_path: Path, images: 
         assert rows["zz-copy.png"]["result"] == rows["img001.png"]["result"]
 
 
+def overlapped(events: list[tuple[str, int]]) -> int:
+    """Items whose reading finished while another item was generating (from the driver's event order)."""
+    generating: set[int] = set()
+    n = 0
+    for name, item in events:
+        if name == "generate":
+            generating.add(item)
+        elif name == "generated":
+            generating.discard(item)
+        elif name == "prepared" and generating - {item}:
+            n += 1
+    return n
+
+
 def test_preparation_overlaps_generation(tmp_path: Path, samples) -> None:  # type: ignore[no-untyped-def]
-    """A 7 MB chest DICOM takes a while to read; with generation paced, reading the next items hides
-    behind it: the batch takes less than reading plus generating one after the other."""
+    """Reading the next items happens while the engine generates: proved from the order of the driver's
+    events, not from timings (a loaded machine makes any time bound flaky)."""
     folder = tmp_path / "big"
     folder.mkdir()
-    src = samples("dicom/cxr/RG1_UNCR.dcm")
+    src = samples("dicom/cxr/highdicom_dx_image.dcm")
     data = src.read_bytes()
     for i in range(6):  # distinct bytes at the very end (after the pixels) keep keys apart
         (folder / f"cxr{i}.dcm").write_bytes(data + b"\0" * (2 * (i + 1)))
     with _store(tmp_path) as store:
-        s = run_batch(folder, "cxr-report", FAKE, store=store, options=BatchOptions(pace_s=0.6))
+        s = run_batch(folder, "cxr-report", FAKE, store=store, options=BatchOptions(pace_s=0.3))
         assert s.counts["done"] == 6, store.items(s.job_id, "failed")
-        rows = store.export(s.job_id)
-        serial = sum(r["prepare_s"] for r in rows) + sum(r["generate_s"] for r in rows)
-        assert s.wall_s < 0.85 * serial, (s.wall_s, serial)
-        # The engine-time accounting agrees with the generation times the items recorded.
-        generating = sum(r["generate_s"] for r in rows)
-        assert abs(s.busy_share * s.wall_s - generating) < 0.2 * generating, (
-            s.busy_share,
-            s.wall_s,
-            generating,
-        )
+        names = [e for e, _ in s.events]
+        assert names.count("prepared") == 6 and names.count("generated") == 6
+        # With generation paced, later items are read while earlier ones generate.
+        assert overlapped(s.events) >= 3, s.events
+        # Each item is prepared before it generates, and generates once.
+        for item in {i for _, i in s.events}:
+            mine = [e for e, i in s.events if i == item]
+            assert mine == ["prepare", "prepared", "generate", "generated"], (item, mine)
         assert s.idle_share + s.busy_share <= 1.0 + 1e-6
-
-        # Without pacing the fake engine waits on the reader nearly all the time, and says so.
-        fast = run_batch(folder, "cxr-report", FAKE, store=store, question="fresh keys")
-        assert fast.idle_share > 0.5, fast.idle_share
-        assert fast.idle_share > s.idle_share
 
 
 def test_a_previous_batch_id_is_a_worklist(tmp_path: Path, images: Path) -> None:

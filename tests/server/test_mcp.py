@@ -86,9 +86,7 @@ def test_http_tools_respect_the_key_and_the_roots(samples) -> None:  # type: ign
                     "prepare_input", {"path": roots[0] + "/head_ct2_4slices", "kind": "ct"}
                 )
                 assert _structured(ok)["images"] == 4
-                denied = await s.call_tool(
-                    "prepare_input", {"path": str(samples("dicom/cxr/RG1_UNCR.dcm"))}
-                )
+                denied = await s.call_tool("prepare_input", {"path": str(samples("dicom/cxr/RG1_UNCR.dcm"))})
                 assert denied.is_error
                 assert "outside the folders" in denied.content[0].text
 

@@ -91,9 +91,7 @@ def test_upload_ct_see_slices_and_stream_a_result(ui_server: str, browser, sampl
     page.close()
 
 
-def test_ui_shows_the_padded_xray_and_needs_the_key(
-    ui_server: str, browser, samples, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+def test_ui_shows_the_padded_xray_and_needs_the_key(ui_server: str, browser, samples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     page = browser.new_page()
     page.goto(f"{ui_server}/ui/")
     page.wait_for_selector("#status:has-text('cannot reach the server')")  # no key yet: the API refuses

@@ -135,9 +135,7 @@ def test_aris_run_reads_paths_the_way_the_recipe_needs(samples) -> None:  # type
     import aris
 
     engine = FakeEngine(replies=['[{"box_2d": [0, 0, 1000, 1000], "label": "chest"}]'])
-    r = aris.run(
-        "cxr-localize", samples("dicom/cxr/highdicom_dx_image.dcm"), engine=engine, labels="chest"
-    )
+    r = aris.run("cxr-localize", samples("dicom/cxr/highdicom_dx_image.dcm"), engine=engine, labels="chest")
     assert r.errors == []
     # read with pad_square=True: the whole padded square maps back to the whole 211 x 169 film
     assert r.parsed["padding"] == {"left": 0, "top": 21, "size": 211}

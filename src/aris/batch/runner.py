@@ -100,6 +100,9 @@ class Summary:
     # Processes that prepared / generated items (this one for the local executor; Ray workers for ray).
     prepare_pids: set[int] = field(default_factory=set)
     generate_pids: set[int] = field(default_factory=set)
+    # What the driver saw, in order: (event, item id) with event prepare|prepared|generate|generated.
+    # Proves overlap (an item prepared while another generates) without timing anything.
+    events: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -256,6 +259,7 @@ class BatchRunner:
         idle_s = busy_s = cap_s = 0.0
         prep_pids: set[int] = set()
         gen_pids: set[int] = set()
+        events: list[tuple[str, int]] = []
         state = (0, 0, 0)  # (starved capacity, requests in flight, healthy capacity) since `last`
 
         def report() -> None:
@@ -309,6 +313,7 @@ class BatchRunner:
                         continue
                     active[item.key] = item.id
                     prepping[self.ex.prepare(_spec(item))] = _Ctx(item)
+                    events.append(("prepare", item.id))
 
                 # 2. dispatch prepared items to the least loaded open slot
                 while ready and stopped is None:
@@ -328,6 +333,7 @@ class BatchRunner:
                     generating[
                         self.ex.generate(i, _spec(ctx.item), ctx.payload, self.gen, self.opts.pace_s)
                     ] = ctx
+                    events.append(("generate", ctx.item.id))
 
                 if (
                     not prepping
@@ -361,6 +367,7 @@ class BatchRunner:
                         if "pid" in meta:
                             prep_pids.add(int(meta["pid"]))
                         ctx.prepare_s = float(meta.get("prepare_s") or 0.0)
+                        events.append(("prepared", ctx.item.id))
                         if meta.get("ok"):
                             ctx.payload = payload
                             ready.append(ctx)
@@ -387,6 +394,7 @@ class BatchRunner:
                     slot = self.slots[ctx.slot]
                     slot.in_flight -= 1
                     out = self.ex.generated(h)
+                    events.append(("generated", ctx.item.id))
                     if "pid" in out:
                         gen_pids.add(int(out["pid"]))
                     if out.get("ok"):
@@ -475,6 +483,7 @@ class BatchRunner:
             stopped_reason=stopped,
             prepare_pids=prep_pids,
             generate_pids=gen_pids,
+            events=events,
         )
 
     def _slot_failed(self, slot: _Slot, error: str, *, limit: int) -> None:

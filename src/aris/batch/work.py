@@ -16,7 +16,6 @@ from typing import Any
 
 from aris.engines.base import Engine
 from aris.errors import ArisError, BudgetError, ConfigError, InputError, OutputError, PromptError
-from aris.types import GenerationParams
 
 logger = logging.getLogger(__name__)
 
@@ -55,16 +54,11 @@ def _error(e: BaseException) -> str:
 
 def prepare_item(spec: ItemSpec, task_name: str) -> tuple[dict[str, Any], list[Any] | None]:
     """Read the item's inputs the way the task wants them. Returns (outcome, prepared inputs or None)."""
-    from aris.inputs import read
-    from aris.tasks import get_task
+    from aris.runner import prepare_inputs
 
     t0 = time.perf_counter()
     try:
-        task = get_task(task_name)
-        kind = spec.kind if spec.kind != "auto" else task.read_kind
-        read_opts = dict(task.read_options) if kind == task.read_kind else {}
-        read_opts.update(spec.options)
-        inputs = [read(p, kind=kind, **read_opts) for p in spec.paths]
+        inputs = prepare_inputs(task_name, spec.paths, kind=spec.kind, read_options=spec.options)
     except Exception as e:
         dt = time.perf_counter() - t0
         logger.info("item %s: preparation failed (%s)", spec.key[:12], type(e).__name__)
@@ -90,13 +84,18 @@ def generate_item(
 
     ``pace_s`` is a floor on the time an item takes, so tests can stop a fast (fake) batch half-way.
     """
-    from aris.tasks import get_task
+    from aris.runner import run_task
 
     t0 = time.perf_counter()
     try:
-        task = get_task(task_name)
-        params = GenerationParams(**gen_params) if gen_params else None
-        result = task.run(engine, inputs, spec.question, options=spec.task_options, params=params)
+        result = run_task(
+            task_name,
+            inputs,
+            models=engine,
+            question=spec.question,
+            options=spec.task_options,
+            max_new_tokens=(gen_params or {}).get("max_new_tokens"),
+        )
     except ITEM_ERRORS as e:
         return {"ok": False, "item_error": True, "error": _error(e), "error_type": type(e).__name__}
     except Exception as e:

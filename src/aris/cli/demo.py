@@ -22,7 +22,6 @@ from aris.cli.options import engine_options
 from aris.config import ArisSettings
 from aris.engines import load_engine
 from aris.notice import DEMO_NOTICE
-from aris.types import GenerationParams
 
 
 def demo_image() -> Path:
@@ -41,7 +40,7 @@ def demo_cmd(
 ) -> None:
     """Draft a chest X-ray report from a bundled real radiograph, end to end."""
     from aris.inputs import read
-    from aris.tasks import get_task
+    from aris.runner import run_task
 
     demo_model = settings.model is None and settings.engine == "transformers"
     if demo_model:
@@ -76,13 +75,13 @@ def demo_cmd(
         console.print(f"[bold magenta]{DEMO_NOTICE}[/]")
     with err_console.status(f"loading {settings.engine} model…"):
         eng = load_engine(settings)
-    task = get_task("cxr-report")
     console.print("[dim]── answer ──[/]")
     try:
-        result = task.run(
-            eng,
+        result = run_task(
+            "cxr-report",
             [prepared],
-            params=GenerationParams(max_new_tokens=max_new_tokens),
+            models=eng,
+            max_new_tokens=max_new_tokens,
             on_token=print_stream(False),
         )
     finally:

@@ -1,10 +1,13 @@
-"""``aris run TASK INPUT...``: a clinical task end to end, answer streamed, structured result shown."""
+"""``aris run TASK INPUT...``: a clinical task end to end, answer streamed, structured result shown.
+
+One subcommand per registered task (built-ins and plugins alike), its flags generated from the task's
+``Options`` model; every subcommand runs through :func:`aris.runner.run_task`.
+"""
 
 from __future__ import annotations
 
-import json
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,35 +18,43 @@ from rich.text import Text
 
 from aris.cli.app import app, console, err_console
 from aris.cli.ask import print_stream
-from aris.cli.options import engine_options
+from aris.cli.options import engine_options, model_flags, parse_pair, split_list, with_flags
 from aris.config import ArisSettings
+from aris.context import Models
 from aris.engines import load_engine
 from aris.errors import ConfigError
 from aris.result import Result
-from aris.tasks import TASKS
-from aris.types import GenerationParams
+from aris.tasks import TASKS, Task, get_task
 
-TASK_HELP = "One of: " + ", ".join(TASKS) + "."
+run_app = typer.Typer(
+    name="run",
+    help="Run a clinical task: the answer streamed, the structured result as a table, the notice always.",
+    no_args_is_help=True,
+)
+app.add_typer(run_app)
+
+# Flags every task command has; a task option of the same name is reached with -o instead.
+COMMON = {"question", "kind", "out", "as_json", "show_thought", "script", "option", "inputs"}
 
 
 def parse_option(text: str) -> tuple[str, Any]:
     """``key=value`` with JSON values where they parse (true, 3, ["a"]), else the string."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"--option takes KEY=VALUE, not {text!r}")
-    try:
-        return key.strip().replace("-", "_"), json.loads(value)
-    except ValueError:
-        return key.strip().replace("-", "_"), value
+    return parse_pair(text)
 
 
 def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
     if isinstance(value, list):
         if all(isinstance(v, str | int | float) for v in value):
-            return ", ".join(str(v) for v in value) or "—"
+            return ", ".join(_cell(v) for v in value) or "—"
         return f"{len(value)} item(s) (see --json)"
     if isinstance(value, dict):
-        return ", ".join(f"{k}: {v}" for k, v in value.items()) if len(value) <= 8 else f"{len(value)} fields"
+        return (
+            ", ".join(f"{k}: {_cell(v)}" for k, v in value.items())
+            if len(value) <= 8
+            else f"{len(value)} fields"
+        )
     return "—" if value in (None, "") else str(value)
 
 
@@ -112,142 +123,81 @@ def _script_lines(path: Path) -> list[str]:
         raise ConfigError(f"{path}: cannot read the script ({e.strerror})") from None
 
 
-def run_intake(
-    engine: Any, params: GenerationParams, script: Path | None, as_json: bool, question: str | None
-) -> Result:
-    """The interview in the terminal: questions printed, answers read from stdin (or the script)."""
-    from aris.tasks.intake import IntakeRecord, IntakeSession
-    from aris.tasks.redflags import RedFlag
+def terminal_asker(script: Path | None, as_json: bool) -> Callable[[str], str | None]:
+    """Answers to a conversing task's questions: from the script file, else the terminal (stdin)."""
+    lines = _script_lines(script) if script else None
 
-    def escalate(flags: list[RedFlag]) -> None:
-        err_console.print(
-            Panel(
-                f"{flags[0].action}\n\n[dim]Why: {'; '.join(f.label for f in flags)}[/]",
-                title="[bold]URGENT[/]",
-                border_style="bold red",
-            )
-        )
-
-    session = IntakeSession(engine, params=params, on_escalation=escalate)
-    answers = _script_lines(script) if script else None
-    step: str | IntakeRecord = session.start()
-    pending = [question] if question else []
-    while isinstance(step, str):
+    def ask(question: str) -> str | None:
         if not as_json:
-            console.print(Text.assemble(("Aris: ", "bold cyan"), step))
-        if pending:
-            answer: str | None = pending.pop(0)
-        elif answers is not None:
-            answer = answers.pop(0) if answers else None
+            console.print(Text.assemble(("Aris: ", "bold cyan"), question))
+        if lines is not None:
+            answer = lines.pop(0) if lines else None
         else:
             try:
                 answer = input("> " if sys.stdin.isatty() else "")
             except EOFError:
                 answer = None
-        if answer is None:
-            step = session.finish()
-            break
-        if not as_json and (answers is not None or not sys.stdin.isatty()):
+        if answer is not None and not as_json and (lines is not None or not sys.stdin.isatty()):
             console.print(Text.assemble(("Patient: ", "bold"), answer))
-        step = session.reply(answer)
-    return session.result()
+        return answer
+
+    return ask
 
 
-@app.command("run")
-@engine_options
-def run_cmd(
-    task: Annotated[str, typer.Argument(help=f"The task. {TASK_HELP}")],
-    inputs: Annotated[
-        list[Path] | None,
-        typer.Argument(
-            help="Input files or folders (DICOM, series folder/zip, NIfTI, slide, PDF, FHIR, image)."
-        ),
-    ] = None,
-    question: Annotated[
-        str | None, typer.Option("--question", "-q", help="The question (asked last).")
-    ] = None,
-    choices: Annotated[
-        str | None,
-        typer.Option(help="classify/text-qa: a,b,c or a built-in set (nct-crc-he, diabetic-retinopathy)."),
-    ] = None,
-    labels: Annotated[str | None, typer.Option(help="cxr-localize: names to locate, a,b,c.")] = None,
-    findings: Annotated[
-        str | None, typer.Option(help="ct/mri: yes/no per finding; cxr-compare: findings, a,b,c.")
-    ] = None,
-    organ: Annotated[str | None, typer.Option(help="wsi: tissue type, e.g. colon.")] = None,
-    procedure: Annotated[str | None, typer.Option(help="wsi: e.g. biopsy.")] = None,
-    option: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--option", "-o", help="Any task option as KEY=VALUE (mode=navigate, format=json, ...). Repeat."
-        ),
-    ] = None,
-    kind: Annotated[str | None, typer.Option(help="Input kind: auto|cxr|image|ct|mri|wsi|pdf|fhir.")] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Folder for result.json and files (overlay.png).")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result record as JSON.")] = False,
-    think: Annotated[
-        bool | None, typer.Option("--think/--no-think", help="Thinking mode (default: the task's).")
-    ] = None,
-    show_thought: Annotated[bool, typer.Option("--show-thought", help="Print the thought (stderr).")] = False,
-    script: Annotated[
-        Path | None, typer.Option(help="intake: a file of patient answers, one a line.")
-    ] = None,
+def show_event(event: dict[str, Any]) -> None:
+    if event.get("type") == "escalation":
+        err_console.print(
+            Panel(
+                f"{event['action']}\n\n[dim]Why: {'; '.join(event.get('why') or [])}[/]",
+                title="[bold]URGENT[/]",
+                border_style="bold red",
+            )
+        )
+
+
+def run_one(
+    t: Task,
+    inputs: list[Path] | None,
     *,
+    question: str | None,
+    kind: str | None,
+    out: Path | None,
+    as_json: bool,
+    show_thought: bool,
+    script: Path | None,
+    options: dict[str, Any],
     settings: ArisSettings,
 ) -> None:
-    """Run a clinical task: answer streamed, structured result as a table, the notice always."""
-    from aris.api import prepare_inputs
-    from aris.tasks import get_task
+    """The body shared by every task command."""
+    from aris.runner import check_options, run_task
 
-    t = get_task(task)
-    options: dict[str, Any] = dict(parse_option(o) for o in option or [])
-    for key, value in (
-        ("choices", choices),
-        ("labels", labels),
-        ("findings", findings),
-        ("organ", organ),
-        ("procedure", procedure),
-    ):
-        if value is not None:
-            options[key] = value
-    if think is not None:
-        options["think"] = think
-    if out is not None:
-        options["out_dir"] = str(out)
-    t.opts(options)  # a bad option fails now, before a model loads
-    t0 = time.perf_counter()
-    paths: list[Any] = [str(p) for p in inputs or []]
-    if t.n_inputs[1] == 1 and len(paths) > 1:
-        paths = [paths]  # several files for a one-input task: the files of one series (or slide)
-    prepared = prepare_inputs(t, paths, kind=kind)
-    prepare_s = time.perf_counter() - t0
-    for p in prepared:
-        for w in p.provenance.warnings:
-            err_console.print(f"[yellow]input warning:[/] {w}", highlight=False, markup=False)
-    max_new = settings.max_new_tokens if "max_new_tokens" in settings.model_fields_set else t.max_new_tokens
-    params = GenerationParams(max_new_tokens=max_new)
-    with err_console.status(f"loading {settings.engine} model…"):
-        eng = load_engine(settings)
+    check_options(t, options)  # a bad option fails now, before a model loads
+    generator = None
+    if "generator" in t.needs:
+        with err_console.status(f"loading {settings.engine} model…"):
+            generator = load_engine(settings)
+    models = Models(settings, generator=generator)
+    conversing = "answers" in t.Options.model_fields and not options.get("answers")
     try:
-        if t.name == "intake" and not options.get("answers"):
-            result = run_intake(eng, params, script, as_json, question)
-        else:
-            if not as_json:
-                console.print("[dim]── answer ──[/]")
-            result = t.run(
-                eng,
-                prepared,
-                question,
-                options=options,
-                params=params,
-                on_token=None if as_json else print_stream(show_thought),
-            )
+        if not as_json and not conversing:
+            console.print("[dim]── answer ──[/]")
+        result = run_task(
+            t,
+            [str(p) for p in inputs or []],
+            models=models,
+            settings=settings,
+            question=question,
+            kind=kind,
+            options=options,
+            on_token=None if as_json else print_stream(show_thought),
+            files_dir=out,
+            ask=terminal_asker(script, as_json) if conversing else None,
+            on_event=show_event,
+        )
     finally:
-        eng.close()
-    result.timings.prepare_s += prepare_s
-    result.timings.total_s += prepare_s
+        models.close()
+        if generator is not None:
+            generator.close()
     record = result.model_dump_json(indent=2, exclude=None if show_thought else {"thought"})
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -260,3 +210,75 @@ def run_cmd(
     if out is not None:
         console.print(f"[dim]saved: {out / 'result.json'}[/]", highlight=False)
     print_footer(result)
+
+
+def task_command(name: str) -> Callable[..., None]:
+    """The typer command for one task: common flags, the task's own flags, the engine flags."""
+    t = get_task(name)
+    own = model_flags(t.Options)
+    own = {k: v for k, v in own.items() if k not in COMMON}
+    lists = {k for k, (_, is_list) in own.items() if is_list}
+
+    def command(
+        inputs: Annotated[
+            list[Path] | None,
+            typer.Argument(
+                help="Input files or folders (DICOM, series folder/zip, NIfTI, slide, PDF, FHIR, image); "
+                "several files for a one-input task are one series."
+            ),
+        ] = None,
+        question: Annotated[
+            str | None, typer.Option("--question", "-q", help="The question (asked last).")
+        ] = None,
+        kind: Annotated[
+            str | None, typer.Option(help="Input kind: auto|cxr|image|ct|mri|wsi|pdf|fhir.")
+        ] = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", help="Folder for result.json and files (overlay.png).")
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the result record as JSON.")] = False,
+        show_thought: Annotated[
+            bool, typer.Option("--show-thought", help="Print the thought (stderr).")
+        ] = False,
+        script: Annotated[
+            Path | None,
+            typer.Option(help="For a task that asks questions (intake): a file of answers, one a line."),
+        ] = None,
+        option: Annotated[
+            list[str] | None,
+            typer.Option("--option", "-o", help="Any task option as KEY=VALUE (JSON values parse). Repeat."),
+        ] = None,
+        *,
+        settings: ArisSettings,
+        task_options: dict[str, Any],
+    ) -> None:
+        options = dict(parse_option(o) for o in option or [])
+        options.update(task_options)
+        run_one(
+            t,
+            inputs,
+            question=question,
+            kind=kind,
+            out=out,
+            as_json=as_json,
+            show_thought=show_thought,
+            script=script,
+            options=options,
+            settings=settings,
+        )
+
+    def collect(values: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "task_options": {
+                k: (split_list(v) if k in lists else v) for k, v in values.items() if v is not None
+            }
+        }
+
+    command.__doc__ = t.description
+    return engine_options(
+        with_flags(command, {k: ann for k, (ann, _) in own.items()}, collect, ("task_options",))
+    )
+
+
+for _name in TASKS.names():
+    run_app.command(_name, help=get_task(_name).description)(task_command(_name))

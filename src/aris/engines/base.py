@@ -10,10 +10,14 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from aris.errors import BudgetError
 from aris.prompt import Turn, count_images
 from aris.types import GenerationParams
+
+if TYPE_CHECKING:
+    from aris.config import ArisSettings
 
 IMAGE_TOKENS = 256  # soft tokens per image for every MedGemma build
 
@@ -29,12 +33,34 @@ class Capabilities:
 
 
 class Engine(abc.ABC):
-    """A loaded model that can generate. Backends import their libraries only when constructed."""
+    """A loaded model that can generate. Backends import their libraries only when constructed.
 
-    kind: str = ""
+    A backend is one class registered once in :data:`aris.engines.ENGINES`; what the rest of Aris needs
+    to know about it is declared here as data: whether it runs in this process (``local``), which
+    settings choose and change it (``settings_used``: they identify a batch/eval run and become its
+    record), and how to build it from settings (:meth:`from_settings`).
+    """
+
+    kind: ClassVar[str] = ""
+    local: ClassVar[bool] = True  # runs the model in this process (False: talks to a server)
+    settings_used: ClassVar[tuple[str, ...]] = ("model",)
 
     def __init__(self, model_id: str) -> None:
         self.model_id = model_id
+
+    @classmethod
+    def from_settings(cls, settings: ArisSettings) -> Engine:
+        """Build the engine from settings (flags > ``ARIS_*`` > config file); ConfigError names the fix."""
+        return cls(settings.model or cls.kind)
+
+    def identity(self) -> dict[str, Any]:
+        """Everything about this engine that can change an answer, for result keys.
+
+        Two engines with equal identities give the same reply to the same prompt and settings; anything
+        that may not (weights, adapter, quantization, dtype, projector, context) belongs here, so a
+        result is never served from another model's cache.
+        """
+        return {"engine": self.kind, "model": self.model_id}
 
     @property
     @abc.abstractmethod

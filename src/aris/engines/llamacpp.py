@@ -33,15 +33,18 @@ import os
 import time
 from collections.abc import Generator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from aris.engines.base import IMAGE_TOKENS, Capabilities, Engine
-from aris.errors import BudgetError, EngineError, ModelNotFoundError, ProjectorMissingError
+from aris.errors import BudgetError, ConfigError, EngineError, ModelNotFoundError, ProjectorMissingError
 from aris.prompt import Turn, count_images, render
 from aris.types import GenerationParams, ImagePart
+
+if TYPE_CHECKING:
+    from aris.config import ArisSettings
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +74,26 @@ class LlamaCppEngine(Engine):
     """
 
     kind = "llamacpp"
+    settings_used = ("model", "mmproj", "n_ctx", "n_threads")
+
+    @classmethod
+    def from_settings(cls, settings: ArisSettings) -> LlamaCppEngine:
+        if not settings.model:
+            raise ConfigError(
+                "no model: pass --model (a .gguf file, plus --mmproj for images) or set ARIS_MODEL"
+            )
+        return cls(settings.model, mmproj=settings.mmproj, n_ctx=settings.n_ctx, n_threads=settings.n_threads)
+
+    def identity(self) -> dict[str, Any]:
+        from aris.digests import file_digest
+
+        return {
+            "engine": self.kind,
+            "model": self.path.name,
+            "weights": file_digest(self.path),
+            "mmproj": file_digest(self.mmproj) if self.mmproj else None,
+            "n_ctx": self.n_ctx,
+        }
 
     def __init__(
         self,

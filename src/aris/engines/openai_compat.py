@@ -22,14 +22,17 @@ import threading
 import time
 from collections.abc import Generator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
 from aris.engines.base import Capabilities, Engine
-from aris.errors import EngineError
+from aris.errors import ConfigError, EngineError
 from aris.prompt import THOUGHT_CLOSE, THOUGHT_OPEN, Turn, to_openai_messages
 from aris.types import GenerationParams
+
+if TYPE_CHECKING:
+    from aris.config import ArisSettings
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +88,34 @@ class OpenAIEngine(Engine):
     """
 
     kind = "openai"
+    local = False
+    settings_used = ("model", "base_url", "timeout", "max_retries")
+
+    @classmethod
+    def from_settings(cls, settings: ArisSettings) -> OpenAIEngine:
+        if not settings.base_url:
+            raise ConfigError("no server: pass --base-url http://HOST:PORT/v1 or set ARIS_BASE_URL")
+        return cls(
+            settings.base_url,
+            settings.model,
+            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+            timeout=settings.timeout,
+            max_retries=settings.max_retries,
+        )
+
+    def identity(self) -> dict[str, Any]:
+        """The served model as the server describes it; servers behind one name are one model.
+
+        vLLM lists a LoRA adapter as its own model with ``parent`` and ``root``; those are kept, so a
+        base model and its fine-tune served side by side never share results.
+        """
+        listed = next((m for m in self._models() if m.get("id") == self.model_id), {})
+        return {
+            "engine": self.kind,
+            "model": self.model_id,
+            "root": listed.get("root"),
+            "parent": listed.get("parent"),
+        }
 
     def __init__(
         self,

@@ -20,13 +20,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aris.engines.base import IMAGE_TOKENS, Capabilities, Engine
-from aris.errors import BudgetError, EngineError, ModelNotFoundError, UnsupportedDtypeError
+from aris.errors import BudgetError, ConfigError, EngineError, ModelNotFoundError, UnsupportedDtypeError
 from aris.prompt import Turn, render
 from aris.types import GenerationParams
 
 if TYPE_CHECKING:
     import torch
     import xgrammar
+
+    from aris.config import ArisSettings
 
 logger = logging.getLogger(__name__)
 
@@ -227,6 +229,34 @@ class TransformersEngine(Engine):
     """
 
     kind = "transformers"
+    settings_used = ("model", "device", "dtype", "quantization", "adapter")
+
+    @classmethod
+    def from_settings(cls, settings: ArisSettings) -> TransformersEngine:
+        if not settings.model:
+            raise ConfigError(
+                "no model: pass --model (a Hugging Face id already on this machine, or a local folder) "
+                "or set ARIS_MODEL"
+            )
+        return cls(
+            settings.model,
+            device=settings.device,
+            dtype=settings.dtype,
+            quantization=settings.quantization,
+            adapter=settings.adapter,
+        )
+
+    def identity(self) -> dict[str, Any]:
+        from aris.digests import folder_digest
+
+        return {
+            "engine": self.kind,
+            "model": self.model_id,
+            "weights": folder_digest(self.folder),
+            "adapter": folder_digest(self.adapter) if self.adapter else None,
+            "quantization": self.quantization,
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
 
     def __init__(
         self,
@@ -258,6 +288,7 @@ class TransformersEngine(Engine):
         self.max_images = max_images
         self.model: Any = None
         folder = resolve_model(model)
+        self.folder = folder
 
         from transformers import (
             AutoConfig,

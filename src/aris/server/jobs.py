@@ -24,7 +24,6 @@ from aris.errors import ArisError
 from aris.inputs.base import PreparedInput
 from aris.server.errors import APIError
 from aris.server.runner import EngineRunner, Returned
-from aris.types import GenerationParams
 
 logger = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
@@ -57,7 +56,6 @@ class Job:
     result: dict[str, Any] | None = None
     error: str | None = None
     task_handle: asyncio.Task[None] | None = None
-    store_id: str | None = None
     store_id: str | None = None
 
     def summary(self) -> dict[str, Any]:
@@ -219,9 +217,10 @@ class JobManager:
         kind: str,
         think: bool,
     ) -> Job:
-        from aris.tasks import get_task
+        from aris.runner import check_options
 
-        get_task(task)  # unknown task -> clear error now, not in the event stream
+        # An unknown task or a bad option is the client's error now, not an event later.
+        check_options(task, {k: v for k, v in options.items() if k != "max_new_tokens"})
         for uid in upload_ids:
             self.get_upload(uid)
         job = Job(uuid.uuid4().hex, task, upload_ids, question, options, kind, think)
@@ -253,16 +252,20 @@ class JobManager:
             job.listeners.discard(q)
 
     async def _run(self, job: Job) -> None:
-        from aris.tasks import get_task
-
         out = self.job_dir(job.id)
         (out / "images").mkdir(parents=True, exist_ok=True)
-        item_id: int | None = None
         item_id: int | None = None
         try:
             job.status = "preparing"
             self._emit(job, {"type": "preparing"})
-            inputs = [await self.prepare(uid, job.kind) for uid in job.upload_ids]
+            from aris.runner import prepare_inputs
+
+            inputs = await asyncio.to_thread(
+                prepare_inputs,
+                job.task,
+                [self.get_upload(uid).input_path() for uid in job.upload_ids],
+                kind=job.kind,
+            )
             n = 0
             for prepared in inputs:
                 for img in prepared.images:
@@ -290,20 +293,21 @@ class JobManager:
             ]
             engine = self.runner.engine
             item_id = await asyncio.to_thread(self.log.start, job, engine.model_id, engine.kind, paths)
-            task = get_task(job.task)
             options = dict(job.options)
-            options.setdefault("out_dir", str(out))
-            params = GenerationParams(
-                max_new_tokens=int(options.pop("max_new_tokens", 1024)), think=job.think
-            )
+            max_new = options.pop("max_new_tokens", None)
 
             def work(emit: Any) -> Any:
-                return task.run(
-                    self.runner.engine,
+                from aris.runner import run_task
+
+                return run_task(
+                    job.task,
                     inputs,
-                    job.question,
+                    models=self.runner.engine,
+                    question=job.question,
                     options=options,
-                    params=params,
+                    max_new_tokens=int(max_new) if max_new is not None else None,
+                    think=job.think,
+                    files_dir=out,
                     on_token=lambda kind, text: emit({"type": "token", "kind": kind, "text": text}),
                 )
 
@@ -314,7 +318,6 @@ class JobManager:
                 elif item["kind"] == "answer" or job.think:
                     self._emit(job, item)
             assert result is not None
-            await asyncio.to_thread(self.log.done, item_id, result)
             await asyncio.to_thread(self.log.done, item_id, result)
             job.result = json.loads(result.model_dump_json())
             (out / "result.json").write_text(json.dumps(job.result, indent=2))
@@ -379,5 +382,4 @@ class JobManager:
 
     def close(self) -> None:
         shutil.rmtree(self._tmp, ignore_errors=True)
-        self.log.close()
         self.log.close()

@@ -16,7 +16,6 @@ from mcp.server.mcpserver.exceptions import ToolError
 from aris.errors import ArisError
 from aris.notice import NOTICE
 from aris.server.runner import EngineRunner, Returned
-from aris.types import GenerationParams
 
 
 def _check_path(path: str, roots: list[Path] | None, max_bytes: int) -> Path:
@@ -100,19 +99,26 @@ def build_mcp(runner: EngineRunner, *, roots: list[Path] | None, max_bytes: int)
         question: str | None = None,
         options: dict[str, Any] | None = None,
         kind: str = "auto",
-        think: bool = False,
-        max_new_tokens: int = 1024,
+        think: bool | None = None,
+        max_new_tokens: int | None = None,
     ) -> dict[str, Any]:
         """Run a clinical task on local files; returns the validated result record with the notice."""
-        from aris.inputs import read
-        from aris.tasks import get_task
+        from aris.runner import check_options, run_task
 
-        t = get_task(task)
-        inputs = [read(_check_path(p, roots, max_bytes), kind=kind) for p in paths]
-        params = GenerationParams(max_new_tokens=max_new_tokens, think=think)
+        check_options(task, options)  # a bad option is the agent's error now, not after reading files
+        files = [_check_path(p, roots, max_bytes) for p in paths]
 
         def work(emit: Any) -> Any:
-            return t.run(runner.engine, inputs, question, options=dict(options or {}), params=params)
+            return run_task(
+                task,
+                files,
+                models=runner.engine,
+                question=question,
+                kind=kind,
+                options=options,
+                max_new_tokens=max_new_tokens,
+                think=think,
+            )
 
         async for item in runner.call(work):
             if isinstance(item, Returned):

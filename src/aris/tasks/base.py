@@ -1,8 +1,9 @@
 """The task interface: a recipe = input kinds + exact prompt + output schema + parser.
 
-``Task.run(engine, inputs, ...)`` is the one way a task is executed, by the CLI (``aris run``),
-the library (``aris.run``), the server, batch and eval alike. Every generation goes through
-:func:`aris.generate.generate`; this module adds what structured output needs on top of it:
+``Task.run(engine, inputs, ...)`` executes a task; only :func:`aris.runner.run_task` calls it, for
+the CLI (``aris run``), the library (``aris.run``), the server, MCP, batch and eval alike. Every
+generation goes through :func:`aris.generate.generate`; this module adds what structured output needs
+on top of it:
 
 1. constrain decoding to the reply's JSON schema where the engine can (and thinking is off:
    a grammar would forbid the thought markers),
@@ -21,10 +22,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from aris.context import RunContext
 from aris.engines.base import Engine
 from aris.errors import ArisError, ConfigError, InputError, OutputError
 from aris.generate import generate
@@ -59,10 +62,13 @@ class TaskOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    out_dir: str | None = None  # where tasks that write files (overlays, JSON) put them
-    think: bool | None = None  # None: the task's default (text-qa thinks; most do not)
-    constrain: bool = True  # set GenerationParams.json_schema where the engine supports it
-    system: str | None = None  # system text; MedGemma was evaluated with none
+    think: bool | None = Field(
+        default=None, description="Thinking mode (default: the task's own; text-qa thinks, most do not)."
+    )
+    constrain: bool = Field(
+        default=True, description="Constrain decoding to the reply's JSON schema where the engine can."
+    )
+    system: str | None = Field(default=None, description="System text (MedGemma was evaluated with none).")
 
 
 @dataclass
@@ -80,23 +86,41 @@ class Trace:
     """Every ``generate`` call of one task run, and the Result they add up to."""
 
     def __init__(
-        self, task: Task, engine: Engine, inputs: list[PreparedInput], on_token: OnToken | None
+        self,
+        task: Task,
+        engine: Engine,
+        inputs: list[PreparedInput],
+        on_token: OnToken | None,
+        ctx: RunContext | None = None,
     ) -> None:
         self.task = task
         self.engine = engine
         self.inputs = inputs
         self.on_token = on_token
+        self.ctx = ctx or RunContext()
         self.results: list[tuple[str, Result]] = []
         self.prepare_s = 0.0
+
+    def _pieces(self, stream: bool) -> Callable[[str, str], None]:
+        """Each streamed piece: checked against the cancel signal first, then handed on."""
+        ctx, on_token = self.ctx, self.on_token if stream else None
+
+        def on_piece(kind: str, text: str) -> None:
+            ctx.check_cancelled()
+            if on_token is not None:
+                on_token(kind, text)
+
+        return on_piece
 
     def generate(
         self, name: str, messages: list[Message], params: GenerationParams, *, stream: bool = True
     ) -> Result:
+        self.ctx.check_cancelled()
         result = generate(
             self.engine,
             messages,
             params,
-            on_piece=self.on_token if stream else None,
+            on_piece=self._pieces(stream),
             task=self.task.name,
             provenance=[i.provenance for i in self.inputs],
         )
@@ -197,6 +221,8 @@ class Task(abc.ABC):
     read_options: ClassVar[dict[str, Any]] = {}
     needs_question: ClassVar[bool] = False
     max_new_tokens: ClassVar[int] = 512  # when the caller passes no GenerationParams
+    # Model roles the task uses (aris.context.MODEL_ROLES): "generator" is MedGemma behind an Engine.
+    needs: ClassVar[tuple[str, ...]] = ("generator",)
 
     # -- the recipe (pure) ------------------------------------------------------------------------
 
@@ -235,8 +261,14 @@ class Task(abc.ABC):
             lines.append("It must match this JSON schema: " + json.dumps(schema, separators=(",", ":")))
         return "\n".join(lines)
 
-    def finalize(self, value: Any, inputs: list[PreparedInput], options: Any) -> Any:
-        """The JSON-able ``Result.parsed`` for a validated value; tasks that write files do it here."""
+    def finalize(
+        self, value: Any, inputs: list[PreparedInput], options: Any, files_dir: Path | None = None
+    ) -> Any:
+        """The JSON-able ``Result.parsed`` for a validated value; tasks that write files do it here.
+
+        Files go into ``files_dir`` (chosen by the front end, never by a client) and are named in the
+        result relative to it.
+        """
         return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
     # -- checks and parameters --------------------------------------------------------------------
@@ -330,6 +362,7 @@ class Task(abc.ABC):
         options: dict[str, Any] | None = None,
         params: GenerationParams | None = None,
         on_token: OnToken | None = None,
+        ctx: RunContext | None = None,
     ) -> Result:
         """Prompt, generate (constrained where the engine can), parse, validate, repair once."""
         t0 = time.perf_counter()
@@ -337,14 +370,16 @@ class Task(abc.ABC):
         question = self.check(inputs, question, opts)
         messages = self.messages(inputs, question, opts)
         gp = self.generation_params(engine, params, opts, inputs)
-        trace = Trace(self, engine, inputs, on_token)
+        trace = Trace(self, engine, inputs, on_token, ctx)
         trace.prepare_s = time.perf_counter() - t0
         first = trace.generate("answer", messages, gp)
         outcome = self.parse_with_repair(trace, messages, gp, first.text, inputs, opts)
         return self.build(trace, outcome, inputs, opts)
 
     def build(self, trace: Trace, outcome: Outcome, inputs: list[PreparedInput], options: Any) -> Result:
-        parsed = self.finalize(outcome.value, inputs, options) if outcome.value is not None else None
+        if outcome.value is None:
+            return trace.result(outcome, None)
+        parsed = self.finalize(outcome.value, inputs, options, trace.ctx.files_dir)
         return trace.result(outcome, parsed)
 
 

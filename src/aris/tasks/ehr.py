@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from aris.context import RunContext
 from aris.engines.base import Engine
 from aris.errors import InputError
 from aris.inputs.base import Kind, PreparedInput
@@ -287,13 +288,14 @@ class _Ehr(Task):
         options: dict[str, Any] | None = None,
         params: GenerationParams | None = None,
         on_token: OnToken | None = None,
+        ctx: RunContext | None = None,
     ) -> Result:
         o = self.opts(options)
         question = self.check(inputs, question, o)
         gp = self.generation_params(engine, params, o, inputs)
         if o.mode == "direct" or (o.mode == "auto" and self.fits(engine, inputs, question, gp)):
-            return super().run(engine, inputs, question, options=o, params=params, on_token=on_token)
-        return self.navigate(engine, inputs, question, o, gp, on_token)
+            return super().run(engine, inputs, question, options=o, params=params, on_token=on_token, ctx=ctx)
+        return self.navigate(engine, inputs, question, o, gp, on_token, ctx)
 
     def navigate(
         self,
@@ -303,9 +305,10 @@ class _Ehr(Task):
         o: Any,
         gp: GenerationParams,
         on_token: OnToken | None,
+        ctx: RunContext | None = None,
     ) -> Result:
         resources = resources_of(inputs[0])
-        trace = Trace(self, engine, inputs, on_token)
+        trace = Trace(self, engine, inputs, on_token, ctx)
         warnings: list[str] = []
         goal = f"Question: {question.strip()}" if question else "Goal: a clinical summary of this patient."
         types = sorted({k.split("/", 1)[0] for k in resources})

@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from aris.context import RunContext
 from aris.engines.base import Engine
 from aris.inputs.base import Kind, PreparedInput
 from aris.result import Result
@@ -159,6 +160,7 @@ class IntakeSession:
         model_questions: bool = True,
         on_escalation: Callable[[list[RedFlag]], None] | None = None,
         constrain: bool = True,
+        ctx: RunContext | None = None,
     ) -> None:
         self.engine = engine
         self.params = params or GenerationParams(max_new_tokens=512)
@@ -171,7 +173,7 @@ class IntakeSession:
         self.errors: list[str] = []
         self.repaired = False
         self._topic = 0
-        self._trace = Trace(task or Intake(), engine, [], None)
+        self._trace = Trace(task or Intake(), engine, [], None, ctx)
         self._t0 = time.perf_counter()
 
     @property
@@ -308,16 +310,42 @@ class Intake(Task):
         options: dict[str, Any] | None = None,
         params: GenerationParams | None = None,
         on_token: OnToken | None = None,
+        ctx: RunContext | None = None,
     ) -> Result:
-        """A scripted interview: ``options["answers"]`` are the patient's replies (``question``, if given, first)."""
+        """The interview: scripted (``options["answers"]``, ``question`` first if given) or, when the
+        front end can talk to a person (``ctx.ask``), live; a red flag ends it with an escalation event."""
         o = self.opts(options)
         self.check(inputs, None, o)
         answers = ([question] if question else []) + list(o.answers)
+        ctx = ctx or RunContext()
+
+        def escalate(flags: list[RedFlag]) -> None:
+            if ctx.on_event is not None:
+                ctx.on_event(
+                    {"type": "escalation", "action": flags[0].action, "why": [f.label for f in flags]}
+                )
+
         session = IntakeSession(
-            engine, params=params, task=self, model_questions=o.model_questions, constrain=o.constrain
+            engine,
+            params=params,
+            task=self,
+            model_questions=o.model_questions,
+            constrain=o.constrain,
+            on_escalation=escalate,
+            ctx=ctx,
         )
-        session.start()
-        for a in answers:
-            if isinstance(session.reply(a), IntakeRecord):
+        step: str | IntakeRecord = session.start()
+        live = not o.answers and ctx.ask is not None
+        while isinstance(step, str):
+            if ctx.on_event is not None:
+                ctx.on_event({"type": "question", "text": step})
+            if answers:
+                answer: str | None = answers.pop(0)
+            elif live and ctx.ask is not None:
+                answer = ctx.ask(step)
+            else:
+                answer = None
+            if answer is None:
                 break
+            step = session.reply(answer)
         return session.result()

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from aris.context import RunContext
 from aris.engines.base import Engine
 from aris.errors import InputError
 from aris.inputs.base import Kind, PreparedInput
@@ -225,12 +226,13 @@ class LabExtract(Task):
         options: dict[str, Any] | None = None,
         params: GenerationParams | None = None,
         on_token: OnToken | None = None,
+        ctx: RunContext | None = None,
     ) -> Result:
         o = self.opts(options)
         self.check(inputs, question, o)
         pages = self.pages(inputs, self.source(engine, inputs, o))
         gp = self.generation_params(engine, params, o, inputs)
-        trace = Trace(self, engine, inputs, on_token)
+        trace = Trace(self, engine, inputs, on_token, ctx)
         per_page: list[list[LabTest]] = []
         texts: list[str] = []
         errors: list[str] = []

@@ -234,14 +234,14 @@ class CxrLocalize(Task):
         )
         return out.warn(*warnings)  # type: ignore[return-value]
 
-    def finalize(self, value: Any, inputs: list[PreparedInput], options: Any) -> Any:
-        o = self.opts(options)
+    def finalize(
+        self, value: Any, inputs: list[PreparedInput], options: Any, files_dir: Path | None = None
+    ) -> Any:
         parsed = value.model_dump(mode="json")
-        if o.out_dir:
-            out = Path(o.out_dir)
-            out.mkdir(parents=True, exist_ok=True)
+        if files_dir is not None:
+            files_dir.mkdir(parents=True, exist_ok=True)
             _, original, _ = model_view(inputs[0])
-            (out / "boxes.json").write_text(json.dumps(parsed, indent=2))
-            draw_overlay(original, value.boxes).save(out / "overlay.png")
-            parsed["files"] = {"boxes": str(out / "boxes.json"), "overlay": str(out / "overlay.png")}
+            (files_dir / "boxes.json").write_text(json.dumps(parsed, indent=2))
+            draw_overlay(original, value.boxes).save(files_dir / "overlay.png")
+            parsed["files"] = {"boxes": "boxes.json", "overlay": "overlay.png"}  # relative to files_dir
         return parsed

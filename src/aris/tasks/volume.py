@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from aris.context import RunContext
 from aris.engines.base import Engine
 from aris.inputs.base import Kind, PreparedInput
 from aris.result import Result
@@ -112,13 +113,14 @@ class _Volume(Task):
         options: dict[str, Any] | None = None,
         params: GenerationParams | None = None,
         on_token: OnToken | None = None,
+        ctx: RunContext | None = None,
     ) -> Result:
         o = self.opts(options)
         if not o.findings:
-            return super().run(engine, inputs, question, options=o, params=params, on_token=on_token)
+            return super().run(engine, inputs, question, options=o, params=params, on_token=on_token, ctx=ctx)
         self.check(inputs, question, o)
         gp = self.generation_params(engine, params, o, inputs)
-        trace = Trace(self, engine, inputs, on_token)
+        trace = Trace(self, engine, inputs, on_token, ctx)
         per = o.model_copy(update={"yes_no": True})
         found: dict[str, str] = {}
         texts: dict[str, str] = {}

@@ -116,7 +116,8 @@ def test_preparation_overlaps_generation(tmp_path: Path, samples) -> None:  # ty
         s = run_batch(folder, "cxr-report", FAKE, store=store, options=BatchOptions(pace_s=0.3))
         assert s.counts["done"] == 6, store.items(s.job_id, "failed")
         names = [e for e, _ in s.events]
-        assert names.count("prepared") == 6 and names.count("generated") == 6
+        assert names.count("prepared") == 6
+        assert names.count("generated") == 6
         # With generation paced, later items are read while earlier ones generate.
         assert overlapped(s.events) >= 3, s.events
         # Each item is prepared before it generates, and generates once.

@@ -117,7 +117,9 @@ def orthanc(tmp: Path, *, node_aet: str = "ARIS", node_port: int | None = None) 
         deadline = time.monotonic() + 20
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"Orthanc exited ({proc.returncode}): {(tmp / 'orthanc.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"Orthanc exited ({proc.returncode}): {(tmp / 'orthanc.log').read_text()[-2000:]}"
+                )
             try:
                 server.rest("GET", "/system")
                 break

@@ -307,10 +307,9 @@ class Node:
             waited = (datetime.now(UTC) - study.last_received).total_seconds()
             if waited < self.cfg.wait_s:
                 self._recheck[uid] = time.monotonic() + self.cfg.idle_s
-                if study.state != StudyState.WAITING or study.reason != partial:
-                    self.state.set_study(
-                        uid, StudyState.WAITING, f"waiting: {partial}", seen=study.last_received
-                    )
+                reason = f"waiting: {partial}"
+                if study.state != StudyState.WAITING or study.reason != reason:
+                    self.state.set_study(uid, StudyState.WAITING, reason, seen=study.last_received)
                     self.emit({"type": "waiting", "study_uid": uid, "reason": partial})
                 return
             reason = f"{partial}; nothing more arrived within {self.cfg.wait_s:g} s"

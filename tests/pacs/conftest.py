@@ -7,7 +7,6 @@ closed port) and ``slow`` (Orthanc with a short timeout, for when it is paused).
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from dicomweb_client.api import DICOMwebClient
 from aris.config import ArisSettings
 from aris.pacs.settings import NodeSettings, Rule
 from aris.server.local import free_port
-from tests.pacs.orthanc import PASSWORD, USER, Orthanc, orthanc, plugins_present
+from tests.pacs.orthanc import PASSWORD, USER, Orthanc, missing, orthanc
 
 D = "dicom/"
 STUDY_FILES = {
@@ -54,10 +53,10 @@ class Studies:
 @pytest.fixture(scope="session")
 def pacs(tmp_path_factory: pytest.TempPathFactory, samples: Any) -> Iterator[Orthanc]:
     """Orthanc with the sample studies; the Aris node is its modality ``aris`` (AE ARIS)."""
-    if shutil.which("Orthanc") is None or plugins_present():
+    if missing():
         pytest.fail(
             "Orthanc with its DICOMweb and GDCM plugins is needed (apt-get install orthanc orthanc-dicomweb "
-            f"orthanc-gdcm; scripts/test.sh installs them); missing: {plugins_present() or ['Orthanc']}"
+            f"orthanc-gdcm; scripts/test.sh installs them); missing: {', '.join(missing())}"
         )
     with orthanc(tmp_path_factory.mktemp("orthanc"), node_port=free_port()) as server:
         client = DICOMwebClient(server.dicomweb, session=server.session())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -20,6 +21,7 @@ import requests
 
 from aris.server.local import free_port
 
+BINARY = shutil.which("Orthanc") or "/usr/sbin/Orthanc"  # /usr/sbin is not on every user's PATH
 PLUGIN_DIR = Path("/usr/share/orthanc/plugins")
 PLUGINS = ("libOrthancDicomWeb.so", "libOrthancGdcm.so")
 USER, PASSWORD = "aris", "s3cret-pw"
@@ -75,8 +77,10 @@ class Orthanc:
         os.kill(self.proc.pid, signal.SIGCONT)
 
 
-def plugins_present() -> list[str]:
-    return [p for p in PLUGINS if not (PLUGIN_DIR / p).exists()]
+def missing() -> list[str]:
+    """What of Orthanc and its plugins is not installed."""
+    out = [] if Path(BINARY).exists() else ["Orthanc"]
+    return out + [p for p in PLUGINS if not (PLUGIN_DIR / p).exists()]
 
 
 @contextmanager
@@ -111,7 +115,7 @@ def orthanc(tmp: Path, *, node_aet: str = "ARIS", node_port: int | None = None) 
     cfg = tmp / "orthanc.json"
     cfg.write_text(json.dumps(config))
     log = (tmp / "orthanc.log").open("wb")
-    proc = subprocess.Popen(["Orthanc", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([BINARY, str(cfg)], stdout=log, stderr=subprocess.STDOUT)
     server = Orthanc(http_port, dicom_port, "ORTHANC", node_aet, node_port, storage, proc)
     try:
         deadline = time.monotonic() + 20

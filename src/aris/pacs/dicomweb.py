@@ -50,7 +50,7 @@ SERIES_FIELDS = (
 INSTANCE_FIELDS = ("SeriesInstanceUID", "SOPClassUID", "SOPInstanceUID", "InstanceNumber", "00083002")
 
 
-class _OrthancSafeClient(DICOMwebClient):
+class _OrthancSafeClient(DICOMwebClient):  # type: ignore[misc]  # untyped library (Any)
     """dicomweb-client that sends query wildcards raw (``*``, not ``%2A``)."""
 
     def _http_get(
@@ -62,7 +62,8 @@ class _OrthancSafeClient(DICOMwebClient):
     ) -> requests.models.Response:
         if params:
             url += build_query_string(params).replace("%2A", "*").replace("%3F", "?")
-        return super()._http_get(url, None, headers, stream)
+        response: requests.models.Response = super()._http_get(url, None, headers, stream)
+        return response
 
 
 def attr(item: dict[str, Any], tag: str) -> Any:
@@ -166,13 +167,17 @@ class Client:
         self, study: str | None = None, filters: Sequence[tuple[str, str]] = (), limit: int | None = None
     ) -> list[dict[str, Any]]:
         def fn(**kw: Any) -> list[dict[str, Any]]:
-            return self.api.search_for_series(study_instance_uid=study, **kw)
+            found: list[dict[str, Any]] = self.api.search_for_series(study_instance_uid=study, **kw)
+            return found
 
         return self._search("series", fn, filters, limit, SERIES_FIELDS)
 
     def search_instances(self, study: str, series: str | None = None) -> list[dict[str, Any]]:
         def fn(**kw: Any) -> list[dict[str, Any]]:
-            return self.api.search_for_instances(study_instance_uid=study, series_instance_uid=series, **kw)
+            found: list[dict[str, Any]] = self.api.search_for_instances(
+                study_instance_uid=study, series_instance_uid=series, **kw
+            )
+            return found
 
         return self._search("instances", fn, (), None, INSTANCE_FIELDS)
 

@@ -6,7 +6,8 @@ Three threads besides pynetdicom's:
 * the SCP acknowledges each C-STORE as soon as the instance is written to the inbox
   (``inbox/<study>/<series>/<sop>.dcm``, UIDs checked first, since they become file names) and noted
   in the state; C-ECHO answers; an association that aborts marks its studies ``interrupted``;
-* the worker decides a study is complete after ``idle_s`` seconds of quiet, checks that it looks
+* the worker decides a study is complete after ``idle_s`` seconds of quiet (and once the association
+  that brought it is closed, or ``wait_s`` passed without anything on it), checks that it looks
   whole (no push broke off; where the sender is a configured PACS, as many instances per series as
   the PACS holds), waits up to ``wait_s`` for the rest or fails with the reason, routes it
   (:mod:`aris.pacs.rules`), and runs the jobs one at a time (:func:`aris.pacs.results.run_job`);
@@ -273,7 +274,7 @@ class Node:
         for study in self.state.due_studies(self.cfg.idle_s):
             if self._stop.is_set():
                 return False
-            if self._recheck.get(study.study_uid, 0.0) > now:
+            if self._recheck.get(study.study_uid, 0.0) > now or self._pushing(study):
                 continue
             self.complete(study)
         job = self.state.claim_job()
@@ -297,6 +298,14 @@ class Node:
             on_event=self.emit,
         )
         return True
+
+    def _pushing(self, study: StudyView) -> bool:
+        """An association that sent some of the study is still open: a slow sender is not done yet
+        (until ``wait_s`` passes with nothing from it, for senders that keep associations open)."""
+        with self._assocs_lock:
+            open_ = any(study.study_uid in a.studies for a in self._assocs.values())
+        quiet = (datetime.now(UTC) - study.last_received).total_seconds()
+        return open_ and quiet < self.cfg.wait_s
 
     def complete(self, study: StudyView) -> None:
         """A quiet study: check it looks whole, then route it (or wait, or fail with the reason)."""

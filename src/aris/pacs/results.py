@@ -133,7 +133,8 @@ def run_job(
     on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> bool:
     """Run one routed job to its SR and queued sends. Records the outcome; True when it succeeded."""
-    from aris.batch.manifest import item_key
+    from aris.batch.manifest import WorkItem, item_key
+    from aris.batch.runner import generation_params, key_params
     from aris.runner import run_task
     from aris.store import NewItem
 
@@ -142,8 +143,9 @@ def run_job(
     try:
         engine = models.generator
         digest = _content_digest([f.name for f in files])
-        params = {"kind": job.kind, "task_options": job.options, "rule": job.rule}
-        key = item_key(digest, job.task, engine.model_id, params, job.question)
+        gen = generation_params(settings)
+        as_item = WorkItem(paths=tuple(files), question=job.question, kind=job.kind, task_options=job.options)
+        key = item_key(digest, job.task, engine.identity(), key_params(job.task, gen, as_item), job.question)
         sjob = store.find_job(job.key)
         if sjob is None:
             ref = str(files[0].parent if len(files) > 1 else files[0])
@@ -172,6 +174,7 @@ def run_job(
                     question=job.question,
                     kind=job.kind,
                     options=job.options,
+                    max_new_tokens=(gen or {}).get("max_new_tokens"),
                 )
             except Exception as e:
                 store.record_failure(item.id, _message(e), error_type=type(e).__name__)

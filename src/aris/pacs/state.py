@@ -28,12 +28,12 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
     func,
-    inspect,
     select,
     update,
 )
@@ -85,10 +85,13 @@ class PacsStudy(Base):
 
 class PacsInstance(Base):
     __tablename__ = "pacs_instances"
-    __table_args__ = (UniqueConstraint("study_uid", "sop_uid", name="uq_pacs_instances_study_sop"),)
+    __table_args__ = (
+        UniqueConstraint("study_uid", "sop_uid", name="uq_pacs_instances_study_sop"),
+        Index("ix_pacs_instances_study", "study_uid"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    study_uid: Mapped[str] = mapped_column(String(64), index=True)
+    study_uid: Mapped[str] = mapped_column(String(64))
     series_uid: Mapped[str] = mapped_column(String(64))
     sop_uid: Mapped[str] = mapped_column(String(64))
     sop_class: Mapped[str] = mapped_column(String(64))
@@ -105,10 +108,11 @@ class PacsInstance(Base):
 
 class PacsJob(Base):
     __tablename__ = "pacs_jobs"
+    __table_args__ = (Index("ix_pacs_jobs_study", "study_uid"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(64), unique=True)
-    study_uid: Mapped[str] = mapped_column(String(64), index=True)
+    study_uid: Mapped[str] = mapped_column(String(64))
     series_uid: Mapped[str | None] = mapped_column(String(64), default=None)
     rule: Mapped[str] = mapped_column(String(64))
     task: Mapped[str] = mapped_column(String(64))
@@ -132,7 +136,10 @@ class PacsJob(Base):
 
 class PacsSend(Base):
     __tablename__ = "pacs_sends"
-    __table_args__ = (UniqueConstraint("sop_uid", "destination", name="uq_pacs_sends_sop_destination"),)
+    __table_args__ = (
+        UniqueConstraint("sop_uid", "destination", name="uq_pacs_sends_sop_destination"),
+        Index("ix_pacs_sends_status", "status", "next_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     sop_uid: Mapped[str] = mapped_column(String(64))
@@ -329,14 +336,8 @@ class PacsState:
     """The node's tables, on a :class:`~aris.store.Store`'s database. Safe to share between threads."""
 
     def __init__(self, store: Store) -> None:
-        self.store = store
+        self.store = store  # opened at the migrations' head, so these tables exist
         engine = store.engine
-        if not inspect(engine).has_table(PacsSend.__tablename__):
-            # A store created before this migration and not opened since: bring it to head.
-            from aris.store.store import migrate
-
-            with engine.begin() as conn:
-                migrate(conn)
         self._session = sessionmaker(engine, expire_on_commit=False)
         self._read = sessionmaker(engine.execution_options(aris_read=True), expire_on_commit=False)
 

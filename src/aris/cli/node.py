@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from aris.cli.app import app, console, err_console
@@ -43,8 +44,9 @@ def _state(db: str | None):  # type: ignore[no-untyped-def]
     return PacsState.open(db)
 
 
-def _print_event(e: dict[str, Any]) -> None:
-    kind = e["type"]
+def _print_event(event: dict[str, Any]) -> None:
+    kind = event["type"]
+    e = {k: escape(str(v)) for k, v in event.items()}  # reasons and errors are text, not markup
     study = e.get("study_uid", "")
     if kind == "received":
         return  # one line per instance is too many; studies are reported when complete
@@ -60,7 +62,7 @@ def _print_event(e: dict[str, Any]) -> None:
         "job.failed": f"[red]job {e.get('job')} failed:[/] {e.get('error')}",
         "sent": f"{e.get('what')} {e.get('sop_uid')} stored on {e.get('destination')} ({e.get('method')})",
         "send.failed": f"[yellow]send to {e.get('destination')} failed[/] "
-        f"({'will retry' if e.get('retry') else 'refused'}): {e.get('error')}",
+        f"({'will retry' if event.get('retry') else 'refused'}): {e.get('error')}",
     }.get(kind, kind)
     console.print(f"[dim]{e['at'][11:19]}[/] {text}", highlight=False)
 
@@ -90,7 +92,13 @@ def serve_cmd(
         settings = settings.model_copy(update={"node": node_cfg})
     if not settings.node.rules:
         err_console.print(
-            "[yellow]no routing rules ([[node.rules]] in the config): studies are kept, not run[/]"
+            "[yellow]no routing rules (\\[\\[node.rules]] in the config): studies are kept, not run[/]"
+        )
+    elif not (settings.node.send_to or settings.node.results_dir) and any(
+        r.send_to is None for r in settings.node.rules
+    ):
+        err_console.print(
+            "[yellow]no send_to or results_dir in \\[node]: some SRs will stay in the outbox[/]"
         )
     from aris.pacs import rules
 
@@ -153,7 +161,11 @@ def status_cmd(
     for s in studies:
         state_txt = f"[red]{s.state}[/]" if s.state == "failed" else s.state
         t.add_row(
-            f"{s.last_received:%Y-%m-%d %H:%M:%S}", str(s.n_instances), state_txt, s.reason or "", s.study_uid
+            f"{s.last_received:%Y-%m-%d %H:%M:%S}",
+            str(s.n_instances),
+            state_txt,
+            escape(s.reason or ""),
+            s.study_uid,
         )
     console.print(t)
     t = Table("id", "rule", "task", "status", "SR / error", title="routed jobs", title_justify="left")
@@ -165,7 +177,7 @@ def status_cmd(
             j.rule,
             j.task,
             status,
-            (j.error or j.sr_uid or "") + (f" ({j.note})" if j.note else ""),
+            escape((j.error or j.sr_uid or "") + (f" ({j.note})" if j.note else "")),
             j.study_uid,
         )
     console.print(t)
@@ -179,7 +191,9 @@ def status_cmd(
             status = f"[yellow]retrying[/] (next {s.next_at:%H:%M:%S})"
         elif s.status == "failed":
             status = "[red]failed[/] (aris node retry)"
-        t.add_row(str(s.id), s.what, s.destination, status, str(s.attempts), s.last_error or "", s.sop_uid)
+        t.add_row(
+            str(s.id), s.what, s.destination, status, str(s.attempts), escape(s.last_error or ""), s.sop_uid
+        )
     console.print(t)
 
 
@@ -332,7 +346,7 @@ def send_cmd(
     t = Table("status", "SR / reason", title=f"batch {report.job_id}", title_justify="left")
     t.add_column("input", no_wrap=True)
     for r in report.rows:
-        t.add_row(r["status"], r.get("sr_uid") or r.get("reason", ""), r["input"])
+        t.add_row(r["status"], escape(r.get("sr_uid") or r.get("reason", "")), r["input"])
     console.print(t)
     console.print(f"{report.sent} sent, {report.failed} pending or failed (aris node status)")
     if report.failed:

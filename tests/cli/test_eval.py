@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from aris.cli import app
 from aris.errors import ConfigError, InputError
-from tests.eval import samples as sets
-from tests.eval.samples import use_oracle
+from tests.eval import datasets as sets
+from tests.eval.datasets import use_oracle
 
 
 def invoke(*args: str):  # type: ignore[no-untyped-def]

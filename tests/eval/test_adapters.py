@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from aris.config import ArisSettings
 from aris.errors import ConfigError, InputError
 from aris.eval.harness import evaluate, load_items
-from tests.eval.samples import use_oracle
+from tests.eval.datasets import use_oracle
 
 CXR = "dicom/cxr/highdicom_dx_image.dcm"
 

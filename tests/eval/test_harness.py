@@ -24,8 +24,8 @@ from aris.config import ArisSettings
 from aris.eval.harness import evaluate, load_run
 from aris.eval.report import compare
 from aris.notice import NOTICE
-from tests.eval import samples as sets
-from tests.eval.samples import use_oracle
+from tests.eval import datasets as sets
+from tests.eval.datasets import use_oracle
 from tests.servers import SSE_HEADERS, Recorded, Reply, sse_chat, stub_server
 
 FAST = {"n_boot": 200}

@@ -305,9 +305,17 @@ def test_protocols_are_a_registry_with_entry_points() -> None:
     assert isinstance(PROTOCOLS, Registry)
     assert PROTOCOLS.group == "aris.protocols"
     assert PROTOCOLS.get("text-qa") is TextQaProtocol
-    assert {"text-qa", "vqa", "ct", "mri", "classify", "cxr-compare", "cxr-localize", "wsi", "lab-extract"} <= set(
-        PROTOCOLS
-    )
+    assert {
+        "text-qa",
+        "vqa",
+        "ct",
+        "mri",
+        "classify",
+        "cxr-compare",
+        "cxr-localize",
+        "wsi",
+        "lab-extract",
+    } <= set(PROTOCOLS)
 
 
 def test_ct_report_mode_asks_for_the_label_with_the_rows_history(samples) -> None:  # type: ignore[no-untyped-def]
@@ -329,7 +337,9 @@ def test_ct_report_mode_asks_for_the_label_with_the_rows_history(samples) -> Non
     assert "1 of 2 rows have no 'history'" in " ".join(p.record()["choices"])
     engine = FakeEngine(replies=["No hyperdensity.\nFinal Answer: no"])
     r = get_task("ct").run(engine, [read(series, kind="ct")], w.question, options=w.task_options)
-    assert 'patient history "Fall."... Is there "intracranial hemorrhage" in the CT volume?' in engine.prompts[0]
+    assert (
+        'patient history "Fall."... Is there "intracranial hemorrhage" in the CT volume?' in engine.prompts[0]
+    )
     s = p.score(items[0], r)
     assert (s.prediction, s.condition, s.score) == ("no", "intracranial hemorrhage", 1.0)
     rate = make_protocol("ct", items, DS, mode="ct-rate")
@@ -402,4 +412,6 @@ def test_closed_questions_follow_slakes_answer_type(samples) -> None:  # type: i
     m = p.metrics()
     assert m["closed_accuracy"](scored) == 1.0
     assert p.metric_n("closed_accuracy", scored) == 2
-    assert m["token_f1"](scored) == pytest.approx((1.0 + 2 / 4 + 1.0) / 3)  # "yes it is" vs "yes": P 1/3, R 1 -> 1/2
+    assert m["token_f1"](scored) == pytest.approx(
+        (1.0 + 2 / 4 + 1.0) / 3
+    )  # "yes it is" vs "yes": P 1/3, R 1 -> 1/2

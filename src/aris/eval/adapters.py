@@ -241,7 +241,11 @@ def load_adapted(
         try:
             converted = adapter.convert(row, i, images)
         except (KeyError, TypeError, ValueError, IndexError) as e:
-            raise InputError(path, f"row {i}: not a {adapter.name} row ({type(e).__name__}: {e})") from None
+            raise InputError(
+                path,
+                f"row {i}: not a {adapter.name} row ({type(e).__name__}: {e}); "
+                "a dataset in Aris's own layout takes --layout aris",
+            ) from None
         if converted is None:
             skipped += 1
         else:

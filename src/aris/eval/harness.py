@@ -105,6 +105,7 @@ def truncated(result: dict[str, Any], max_new_tokens: int) -> bool:
     steps = result.get("steps") or []
     first = steps[0] if steps else {}
     used = int(first.get("completion_tokens") or (result.get("usage") or {}).get("completion_tokens") or 0)
+    max_new_tokens = int((result.get("params") or {}).get("max_new_tokens") or max_new_tokens)
     text = first.get("text") if steps else result.get("text")
     thought = first.get("thought") if steps else result.get("thought")
     return used >= max_new_tokens or bool(thought and not (text or "").strip())

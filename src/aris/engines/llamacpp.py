@@ -207,7 +207,10 @@ class LlamaCppEngine(Engine):
     # -- internals --------------------------------------------------------------------------
 
     def _text_tokens(self, turns: list[Turn]) -> list[int]:
-        return self._llama.tokenize(render(turns, bos=False).encode("utf-8"), add_bos=True, special=True)
+        ids: list[int] = self._llama.tokenize(
+            render(turns, bos=False).encode("utf-8"), add_bos=True, special=True
+        )
+        return ids
 
     def _stream(
         self, turns: list[Turn], images: list[Image.Image], params: GenerationParams, picker: _TokenPicker

@@ -210,7 +210,7 @@ def _event_stop(event: threading.Event) -> Any:
     import torch
     from transformers import StoppingCriteria
 
-    class EventStop(StoppingCriteria):
+    class EventStop(StoppingCriteria):  # type: ignore[misc]  # transformers is typed as Any here
         def __call__(
             self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kw: Any
         ) -> torch.BoolTensor:

@@ -118,7 +118,10 @@ def test_every_front_end_gives_the_same_prompt_settings_and_answer(
         ds.write_text(
             json.dumps({"id": "1", "input": str(image), "choices": CHOICES, "answer": CHOICES[0]}) + "\n"
         )
-        run = evaluate(ds, "classify", settings, out_dir=tmp_path / "eval", store=store, n_boot=10).run
+        # prompts="app": the app's recipe, as the other front ends run it (eval's default is the report's)
+        run = evaluate(
+            ds, "classify", settings, out_dir=tmp_path / "eval", store=store, n_boot=10, prompts="app"
+        ).run
         (eval_row,) = store.export(run["job_id"])
         seen["eval"] = _same("eval", eval_row["result"])
 

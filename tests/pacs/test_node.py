@@ -240,9 +240,13 @@ def test_c_find_and_c_move_bring_a_study_to_the_node_and_boxes_come_back(
 ) -> None:
     from aris.cli import app
 
-    found = CliRunner().invoke(app, ["node", "find", "orthanc", "--dimse", "-f", "ModalitiesInStudy=DX"])
+    found = CliRunner().invoke(
+        app, ["node", "find", "orthanc", "--dimse", "-f", "ModalitiesInStudy=DX", "--json"]
+    )
     assert found.exit_code == 0, found.output
-    assert studies.uid["dx"] in found.stdout
+    (study,) = json.loads(found.stdout)  # C-FIND: the one study with a DX series
+    assert study["uid"] == studies.uid["dx"]
+    assert "DX" in study["modalities"]
     rule = Rule(
         name="cxr-boxes", task="cxr-localize", modality="DX|CR", options={"labels": ["heart"]}, gsps=True
     )

@@ -157,7 +157,7 @@ def status_cmd(
         f"studies: {line('studies')} · jobs: {line('jobs')} · sends: {line('sends')}", highlight=False
     )
     t = Table("last received", "instances", "state", "reason", title="received studies", title_justify="left")
-    t.add_column("study", no_wrap=True)
+    t.add_column("study", overflow="fold")
     for s in studies:
         state_txt = f"[red]{s.state}[/]" if s.state == "failed" else s.state
         t.add_row(
@@ -169,7 +169,7 @@ def status_cmd(
         )
     console.print(t)
     t = Table("id", "rule", "task", "status", "SR / error", title="routed jobs", title_justify="left")
-    t.add_column("study", no_wrap=True)
+    t.add_column("study", overflow="fold")
     for j in jobs:
         status = f"[red]{j.status}[/]" if j.status == "failed" else j.status
         t.add_row(
@@ -184,7 +184,7 @@ def status_cmd(
     t = Table(
         "id", "what", "to", "status", "attempts", "last error", title="results sent", title_justify="left"
     )
-    t.add_column("SOP instance", no_wrap=True)
+    t.add_column("SOP instance", overflow="fold")
     for s in sends:
         status = s.status
         if s.status == "pending" and s.attempts:
@@ -224,6 +224,7 @@ def find_cmd(
     ] = None,
     level: Annotated[str, typer.Option(help="study or series.")] = "study",
     dimse_: Annotated[bool, typer.Option("--dimse", help="Query with C-FIND instead of QIDO-RS.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the matches as JSON.")] = False,
 ) -> None:
     """List the studies (or series) a PACS has that match: UIDs, modalities and sizes (no patient data)."""
     from pydicom.multival import MultiValue
@@ -291,8 +292,15 @@ def find_cmd(
                 for s in client.search_studies(pairs):
                     listed = (s.get("00080061") or {}).get("Value") or []
                     rows.append((str(attr(s, "0020000D")), "\\".join(listed), str(attr(s, "00201208") or "")))
+    if as_json:
+        found = [
+            {"uid": uid, "modalities": mods.split("\\") if mods else [], "instances": n}
+            for uid, mods, n in rows
+        ]
+        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+        return
     t = Table("modalities" if level == "study" else "modality", "instances")
-    t.add_column(f"{level} UID", no_wrap=True)
+    t.add_column(f"{level} UID", overflow="fold")
     for uid, mods, n in rows:
         t.add_row(mods, n, uid)
     console.print(t)
@@ -344,7 +352,7 @@ def send_cmd(
     finally:
         state.close()
     t = Table("status", "SR / reason", title=f"batch {report.job_id}", title_justify="left")
-    t.add_column("input", no_wrap=True)
+    t.add_column("input", overflow="fold")
     for r in report.rows:
         t.add_row(r["status"], escape(r.get("sr_uid") or r.get("reason", "")), r["input"])
     console.print(t)

@@ -32,6 +32,7 @@ from aris.server.routes import api, health
 from aris.server.runner import EngineRunner
 from aris.server.serving import ChatService
 from aris.server.settings import ServerSettings
+from aris.server.viewer_routes import attach as attach_viewer
 
 logger = logging.getLogger("aris.server")
 access_logger = logging.getLogger("aris.server.access")
@@ -206,6 +207,7 @@ def create_app(
     app.include_router(health)
     app.include_router(api)
     app.include_router(job_router)
+    attach_viewer(app)
     mcp_guard = KeyGuard(settings)
     app.router.routes.append(Route("/mcp", endpoint=mcp_guard))
     web = Path(__file__).parent / "web"

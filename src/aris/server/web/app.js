@@ -196,11 +196,13 @@ async function openManifest(m, { keep }) {
     JSON.stringify(m.view.facts) === JSON.stringify(state.manifest.view.facts);
   const prev = same ? { index: state.stack.index, display: $("display").value, window: { ...viewer.window } } : null;
   state.manifest = m;
+  delete viewer.canvas.dataset.shown;
   if (!same) { state.frames.clear(); }
   showDetails(m);
   const view = m.view || { type: "none" };
   viewer.boxes = []; viewer.rects = []; viewer.mask = null; viewer.padding = null; viewer.invert = false;
   viewer.imageWidth = null; viewer.imageHeight = null; viewer.sampleAspect = 1;
+  viewer.valueSpan = view.value_range ? view.value_range[1] - view.value_range[0] : 256;
   $("padding-toggle").hidden = true; $("mask-toggle").hidden = true; $("tiles-toggle").hidden = true;
   $("back-to-slide").hidden = true; $("boxes").hidden = true; $("viewer-banner").hidden = true;
   if (view.type === "fhir") { stage("fhir"); renderFhir(view, null); return; }
@@ -300,7 +302,7 @@ function makeStack(m, view) {
   }
   if (view.type === "slide") {
     const k = view.thumb.level0_per_pixel;
-    viewer.rects = view.tiles.map((t, i) => ({ x: t.x / k, y: t.y / k, w: t.size / k, h: t.size / k, color: "#4fb3d9", tile: i }));
+    viewer.rects = view.tiles.map((t, i) => ({ x: t.x / k, y: t.y / k, w: t.size / k, h: t.size / k, color: "#4fb3d9", lineWidth: 2, label: String(i + 1), tile: i }));
     $("tiles-toggle").hidden = false; $("mask-toggle").hidden = false;
     loadMask(view);
     const s = {
@@ -363,6 +365,8 @@ async function show(index, { fit = false } = {}) {
     if (fit) viewer.fit();
     if (s.prefetch) s.prefetch(s.index);
     corners();
+    // What is on screen, for anyone scripting the page: "series:3:values", "slide:0:slide:tile2".
+    viewer.canvas.dataset.shown = `${s.type}:${s.index}:${display}${s.tile !== null && s.tile !== undefined ? `:tile${s.tile}` : ""}`;
   } catch (e) { setStatus(`cannot show this image: ${e.message}`, true); }
 }
 
@@ -435,6 +439,7 @@ function thumbs(images, s) {
       if (!e.isIntersecting) continue;
       io.unobserve(e.target);
       const img = e.target.querySelector("img");
+      img.onload = () => img.classList.toggle("px", img.naturalWidth < 76);
       blobUrl(e.target.dataset.url).then((u) => { img.src = u; }).catch(() => {});
     }
   }, { root: host });
@@ -575,14 +580,15 @@ function renderLabTable(tests) {
     $("pdf-note").textContent = "";
     return;
   }
-  const cols = ["name", "result", "unit", "range", "panel", "specimen", "sample_collection_time"];
+  const cols = ["name", "result", "unit", "range", "panel"];
   let flagged = 0;
   table.innerHTML = `<thead><tr><th>Flag</th>${cols.map((c) => `<th>${escapeHtml(c.replace(/_/g, " "))}</th>`).join("")}</tr></thead><tbody>` +
     tests.map((t, i) => {
       const flag = outOfRange(t.result, t.range);
       if (flag) flagged++;
       const mark = flag ? `<span class="flag ${flag}" title="${flag === "H" ? "above" : "below"} the printed range">${flag === "H" ? "▲ H" : "▼ L"}</span>` : "";
-      return `<tr data-row="${i}" class="${flag ? "out" : ""}"><td>${mark}</td>` + cols.map((c, k) => (k === 0
+      const more = ["method", "specimen", "sample_collection_time"].filter((k) => t[k]).map((k) => `${k.replace(/_/g, " ")}: ${t[k]}`).join("; ");
+      return `<tr data-row="${i}" class="${flag ? "out" : ""}" title="${escapeHtml(more)}"><td>${mark}</td>` + cols.map((c, k) => (k === 0
         ? `<td><button type="button" class="rowpick" data-row="${i}" aria-label="Show ${escapeHtml(t.name)} on its page">${escapeHtml(t.name)}</button></td>`
         : `<td>${escapeHtml(cell(t[c]))}</td>`)).join("") + "</tr>";
     }).join("") + "</tbody>";
@@ -715,6 +721,7 @@ async function compare() {
       const img = document.createElement("img");
       img.alt = `${name}: ${u.endsWith("overlay.png") ? "overlay" : "model image"}`;
       host.appendChild(img);
+      img.onload = () => img.classList.toggle("px", img.naturalWidth < 150);
       blobUrl(u).then((s) => { img.src = s; }).catch(() => {});
     }
   }

@@ -27,6 +27,7 @@ export function trendCharts(host, series) {
     const fig = document.createElement("figure");
     fig.className = "chart";
     fig.dataset.analyte = s.code;
+    fig.dataset.unit = s.unit;
     const latest = pts[pts.length - 1];
     const ref = s.reference_low !== null || s.reference_high !== null
       ? `reference ${s.reference_low === null ? "" : fmt(s.reference_low)}–${s.reference_high === null ? "" : fmt(s.reference_high)} ${s.unit}`
@@ -57,7 +58,7 @@ export function trendCharts(host, series) {
     svg.appendChild(el("text", { class: "tick", x: M.l, y: H - 8 }, day(pts[0].t)));
     svg.appendChild(el("text", { class: "tick", x: W - M.r, y: H - 8, "text-anchor": "end" }, day(latest.t)));
     const d = pts.map((p, i) => `${i ? "L" : "M"}${X(p.t).toFixed(1)},${Y(p.v).toFixed(1)}`).join("");
-    svg.appendChild(el("path", { class: "series", d, "data-analyte": s.code }));
+    svg.appendChild(el("path", { class: "series", d, "data-analyte": s.code, "data-unit": s.unit }));
     for (const p of pts) {
       const c = el("circle", { cx: X(p.t), cy: Y(p.v), r: 3, class: p.flag ? "pt out" : "pt" });
       c.appendChild(el("title", {}, `${p.date.slice(0, 10)}: ${fmt(p.v)} ${s.unit}${p.flag ? ` (${p.flag})` : ""}`));

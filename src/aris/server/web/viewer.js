@@ -161,9 +161,21 @@ export class Viewer {
     const s = this.scale, sy = this.scale * this.sampleAspect;
     ctx.setTransform(dpr * s, 0, 0, dpr * sy, dpr * this.ox, dpr * this.oy);
     if (this.padding && this.padding.visible) {
+      // The padding is black to the model; hatched here so it reads as "added", not as image.
       const p = this.padding;
-      ctx.fillStyle = "#101820";
+      ctx.fillStyle = "#000";
       ctx.fillRect(-p.left, -p.top, p.size, p.size);
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(-p.left, -p.top, p.size, p.size);
+      ctx.clip();
+      ctx.strokeStyle = "rgba(240,180,41,0.35)";
+      ctx.lineWidth = 1 / s;
+      const step = 12 / s;
+      for (let d = -p.size; d < 2 * p.size; d += step) {
+        ctx.beginPath(); ctx.moveTo(-p.left + d, -p.top); ctx.lineTo(-p.left + d - p.size, -p.top + p.size); ctx.stroke();
+      }
+      ctx.restore();
     }
     // Nearest neighbour when magnified, so each original pixel stays one visible square.
     ctx.imageSmoothingEnabled = s < 1;
@@ -181,12 +193,14 @@ export class Viewer {
       ctx.strokeRect(a.x + 0.5, a.y + 0.5, b.x - a.x - 1, b.y - a.y - 1);
       ctx.setLineDash([]);
     }
+    ctx.font = "11px system-ui, sans-serif";
     for (const r of this.rects) {
       const a = this.toCanvas(r.x, r.y), b = this.toCanvas(r.x + r.w, r.y + r.h);
       ctx.strokeStyle = r.color || "#4fb3d9"; ctx.lineWidth = r.lineWidth || 1;
       ctx.setLineDash(r.dashed ? [4, 3] : []);
       ctx.strokeRect(a.x, a.y, b.x - a.x, b.y - a.y);
       if (r.fill) { ctx.fillStyle = r.fill; ctx.fillRect(a.x, a.y, b.x - a.x, b.y - a.y); }
+      if (r.label && b.x - a.x > 18) { ctx.fillStyle = r.color; ctx.fillText(r.label, a.x + 3, a.y + 12); }
     }
     ctx.setLineDash([]);
     ctx.font = "12px system-ui, sans-serif";

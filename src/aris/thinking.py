@@ -240,7 +240,8 @@ def split_stream(chunks: Iterable[str], *, think: bool = True) -> Iterator[Piece
 
 def split_text(text: str) -> tuple[str, str]:
     """(thought, answer) of a complete reply, by the rule: everything before the last close is thought."""
-    thought, answer = [], []
+    thought: list[str] = []
+    answer: list[str] = []
     for piece in split_stream([text], think=True):
         (thought if piece.kind == "thought" else answer).append(piece.text)
     return "".join(thought), "".join(answer)

@@ -26,6 +26,7 @@ from aris.eval import metrics as M
 from aris.eval.datasets import EvalItem
 from aris.result import Result
 from aris.tasks.parsing import final_answer, match_option, norm
+from aris.tasks.yesno import read_yes_no
 
 YES_NO = ("yes", "no")
 YES_NO_ALIASES = {"yes": ("true", "present", "1"), "no": ("false", "absent", "0")}
@@ -65,10 +66,18 @@ def _parsed(result: Result | Mapping[str, Any]) -> Any:
 
 
 def yes_no(text: str | None) -> str | None:
-    """``yes``/``no`` for an answer or a reference ("Yes.", "present", "false"), else None."""
+    """``yes``/``no`` for an answer or a reference ("Yes.", "present", "false", "1"), else None.
+
+    Read by the tasks' yes/no reader (:mod:`aris.tasks.yesno`): "not present" is no; a hedge or a
+    contradiction is None, which scores as no prediction (wrong), never as yes or no.
+    """
     if text is None:
         return None
-    return match_option(str(text), YES_NO, letters=False, aliases=YES_NO_ALIASES)
+    key = norm(str(text))
+    for value, aliases in YES_NO_ALIASES.items():
+        if key == value or key in aliases:
+            return value
+    return read_yes_no(str(text)).value
 
 
 def _nan_safe(fn: Callable[[], float]) -> float:

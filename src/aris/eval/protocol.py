@@ -73,9 +73,9 @@ def yes_no(text: str | None) -> str | None:
     """
     if text is None:
         return None
-    key = norm(str(text))
+    key = str(text).strip().strip(".").strip()  # "1." is 1; "yes?" is not "yes" (a hedge)
     for value, aliases in YES_NO_ALIASES.items():
-        if key == value or key in aliases:
+        if key.lower() == value or key.lower() in aliases:
             return value
     return read_yes_no(str(text)).value
 

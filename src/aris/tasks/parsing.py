@@ -41,7 +41,12 @@ def answer_only(text: str) -> str:
     return text.replace(THOUGHT_OPEN, "").replace(THOUGHT_CLOSE, "").strip()
 
 
-_FINAL = re.compile(r"\**\s*final\s+answer\s*\**\s*[:：]\s*\**", re.IGNORECASE)
+# "Final Answer:" anywhere (bold tolerated), or "Final Answer" alone on its line as a markdown
+# heading or bold label ("### Final Answer", "**Final Answer**") with the answer below it.
+_FINAL = re.compile(
+    r"\**\s*final\s+answer\s*\**\s*[:：]\s*\**|^[ \t#>*_]*final\s+answer[ \t*_]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
 
 
 def after_final_answer(text: str) -> str | None:
@@ -143,17 +148,32 @@ def _accepts(value: Any, expect: type | tuple[type, ...] | None) -> bool:
     return expect is None or isinstance(value, expect)
 
 
+def _found(value: Any, salvaged: bool) -> FoundJSON:
+    if salvaged:
+        return FoundJSON(
+            value, truncated=True, notes=[f"the reply was cut off; kept its {len(value)} complete items"]
+        )
+    return FoundJSON(value)
+
+
 def extract_json(text: str, expect: type | tuple[type, ...] | None = None) -> FoundJSON:
     """The reply's JSON value, tolerating prose, fences, thought and a cut-off list.
 
-    Looks, in order: after the last "Final Answer:", in the last ```json fence, then at the last
-    top-level JSON value anywhere. ``expect`` (``dict`` or ``list``) skips values of another type.
+    Looks, in order: the value that opens the text after the last "Final Answer:", then after it
+    in the last ```json fence, then at the last top-level JSON value anywhere (a corrected draft
+    comes after the draft). ``expect`` (``dict`` or ``list``) skips values of another type.
     A list cut off mid-item keeps its complete items (``truncated``, with a note).
     """
     text = answer_only(text)
     regions = []
     tail = after_final_answer(text)
     if tail:
+        # The value that opens the Final Answer is the answer, not an example quoted after it.
+        m = _FENCE.match(tail)
+        head = (m.group(1) if m else tail).lstrip()
+        values = _values(head) if head[:1] in ("{", "[") else []
+        if values and _accepts(values[0][0], expect):
+            return _found(*values[0])
         regions.append(tail)
     regions.append(text)
     for region in regions:
@@ -161,13 +181,7 @@ def extract_json(text: str, expect: type | tuple[type, ...] | None = None) -> Fo
         for body in [*reversed(fences), region]:
             for value, salvaged in reversed(_values(body)):
                 if _accepts(value, expect):
-                    if salvaged:
-                        return FoundJSON(
-                            value,
-                            truncated=True,
-                            notes=[f"the reply was cut off; kept its {len(value)} complete items"],
-                        )
-                    return FoundJSON(value)
+                    return _found(value, salvaged)
     if "{" in text or "[" in text:
         raise ParseError("the reply's JSON is incomplete or malformed (cut off, or not valid JSON)")
     raise ParseError("the reply contains no JSON")

@@ -57,7 +57,7 @@ def _yes_no(reply: str, spec: dict[str, Any]) -> None:
     value = eval_want if eval_want in ("yes", "no") else None
     item = EvalItem("1", [Path("series")], f"Is there {finding or 'hemorrhage'}?", "yes")
     assert CtProtocol([item], Path("corpus")).prediction({"text": reply}, item) == value
-    assert VqaProtocol([item], Path("corpus")).prediction({"text": reply}, item) == value
+    assert VqaProtocol([item], Path("corpus"), mode="yes-no").prediction({"text": reply}, item) == value
     without = read_reply(reply)
     assert (without.value or without.reason) == eval_want
 

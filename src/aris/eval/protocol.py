@@ -477,8 +477,10 @@ class _VolumeProtocol(Protocol):
     def prediction(self, result: Result | Mapping[str, Any], item: EvalItem) -> Any:
         from aris.tasks.volume import parse_yes_no
 
+        # The same reading as the task's: with the finding named, only what the reply says about it counts.
+        finding = str(item.extra.get("label") or item.extra.get("condition") or "").strip() or None
         try:
-            return parse_yes_no(first_reply(result))
+            return parse_yes_no(first_reply(result), finding)
         except OutputError:
             return None
 

@@ -141,8 +141,10 @@ def main(argv: list[str]) -> int:
             print(f"{manifest.parent}/{p}")
         failed |= bool(problems)
         status = "FAILED" if problems else "ok"
-        print(f"{manifest}: {len(checksums(manifest.read_text(encoding='utf-8')))} files, "
-              f"{total_bytes(manifest) / 1e6:.1f} MB, {status}")
+        print(
+            f"{manifest}: {len(checksums(manifest.read_text(encoding='utf-8')))} files, "
+            f"{total_bytes(manifest) / 1e6:.1f} MB, {status}"
+        )
     return 1 if failed else 0
 
 

@@ -22,6 +22,7 @@ import typer
 from rich import box
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from aris.cli.app import app, console, err_console
 from aris.cli.options import engine_options
@@ -40,7 +41,9 @@ def _json_default(o: Any) -> Any:
 
 
 def _dump(data: Any, path: Path) -> None:
-    path.write_text(json.dumps(data, indent=2, default=_json_default, ensure_ascii=False) + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps(data, indent=2, default=_json_default, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
 
 
 def _standin_mode(settings: ArisSettings) -> bool:
@@ -52,15 +55,15 @@ def _studies_table(prepared: list[Any]) -> Table:
     from aris.demo.studies import recipe_summary, sees_summary
 
     table = Table(
-        title="[bold]Five studies, as MedGemma sees them[/] [dim](recipes: docs/recipes.md)[/]",
+        title="[bold]Aris demo[/] · five bundled studies, as MedGemma sees them [dim](docs/recipes.md)[/]",
         box=box.SIMPLE_HEAD,
         padding=(0, 1),
         title_justify="left",
-        expand=False,
+        expand=True,
     )
-    table.add_column("study", no_wrap=True)
-    table.add_column("MedGemma sees", max_width=22)
-    table.add_column("recipe applied · [yellow]warnings[/]", overflow="fold")
+    table.add_column("study", max_width=20)
+    table.add_column("MedGemma sees", max_width=19)
+    table.add_column("recipe applied · [yellow]warnings[/]", ratio=1)
     table.add_column("tokens", justify="right", no_wrap=True)
     for p in prepared:
         tokens = p.tokens["total"]
@@ -68,32 +71,38 @@ def _studies_table(prepared: list[Any]) -> Table:
         for w in p.input.provenance.warnings:
             recipe += f"\n[yellow]⚠ {escape(w)}[/]"
         cost = f"{tokens:,}" + ("\n[dim]≥32K ctx[/]" if tokens > DEFAULT_CTX else "")
-        table.add_row(f"[bold]{p.study.title}[/]\n[dim]{escape(p.study.origin)}[/]", escape(sees_summary(p)), recipe, cost)
+        table.add_row(
+            f"[bold]{p.study.title}[/]\n[dim]{escape(p.study.origin)}[/]",
+            escape(sees_summary(p)),
+            recipe,
+            cost,
+        )
     return table
 
 
 def _answers_grid(answers: list[Any], standin: bool) -> Table:
-    from aris.demo.answers import computed_summary, excerpt, verdict
+    from aris.demo.answers import computed_summary, verdict
 
-    width = max(40, min(console.width, 120) - 14)
     grid = Table.grid(padding=(0, 1))
     grid.add_column(no_wrap=True)
-    grid.add_column(overflow="fold")
+    grid.add_column()
     for a in answers:
         r = a.result
-        where = f"{a.study.task} on the {a.study.title.lower()}"
-        took = f" · {r.timings.total_s:.1f}s" if r is not None else ""
-        engine = f" · {r.engine}" if r is not None else ""
-        label = "[bold magenta]STAND-IN[/] " if a.standin else ""
         path = ("text" if a.study.kind == "fhir" else "image") if standin else a.study.title
-        grid.add_row(f"[bold]{escape(path)}[/]", f"{where} · {label}{escape(a.model)}{engine}{took}")
+        who = f"[bold magenta]STAND-IN:[/] {escape(a.model)}" if a.standin else escape(a.model)
+        engine = f", {r.engine}" if r is not None else ""
+        grid.add_row(f"[bold]{escape(path)}[/]", f"{a.study.task} on the {a.study.title} — {who}{engine}")
         computed = computed_summary(a)
         if computed:
             grid.add_row("", f"[green]Aris computed:[/] {escape(computed)}")
         if r is not None:
-            grid.add_row("", f"[cyan]model wrote:[/] {escape(excerpt(r.text or '(nothing)', width))}")
+            wrote = Text.from_markup("[cyan]model wrote:[/] ", overflow="ellipsis")
+            wrote.append(" ".join((r.text or "(nothing)").split()))
+            wrote.no_wrap = True
+            grid.add_row("", wrote)
         ok = r is not None and not r.errors and a.error is None
-        grid.add_row("", f"[{'green' if ok else 'yellow'}]{escape(verdict(a))}[/]")
+        took = f" · {r.timings.total_s:.1f}s" if r is not None else ""
+        grid.add_row("", f"[{'green' if ok else 'yellow'}]{escape(verdict(a))}[/][dim]{took}[/]")
     return grid
 
 
@@ -135,10 +144,6 @@ def demo_cmd(
 
     from aris.demo.studies import STUDIES, prepare_study, recipe_summary, sees_summary, write_artefacts
 
-    console.print(
-        "[bold]Aris demo[/] · bundled studies → exactly what MedGemma sees → a real engine",
-        highlight=False,
-    )
     prepared = []
     with err_console.status("preparing the studies…") as status:
         for s in STUDIES:
@@ -153,7 +158,10 @@ def demo_cmd(
             from aris.demo.answers import STANDIN_NOTICE, standin_answers
 
             answers = standin_answers(
-                {p.study.key: p for p in prepared}, settings.home, max_new_tokens=max_new or 32, on_step=status.update
+                {p.study.key: p for p in prepared},
+                settings.home,
+                max_new_tokens=max_new or 32,
+                on_step=status.update,
             )
             title = f"[bold]Two real generations, capped at {max_new} tokens[/]"
         else:
@@ -170,7 +178,9 @@ def demo_cmd(
                     status.update(f"generating… {counter['n']} pieces streamed")
 
             try:
-                answers = model_answers(prepared, engine, max_new_tokens=max_new, on_step=status.update, on_token=tick)
+                answers = model_answers(
+                    prepared, engine, max_new_tokens=max_new, on_step=status.update, on_token=tick
+                )
             finally:
                 engine.close()
             title = f"[bold]{escape(engine.model_id)}'s answers[/] [dim]({engine.kind})[/]"
@@ -250,7 +260,9 @@ def _serve_ui(
         label = engine.model_id
 
     def ready(base_url: str, uploaded: list[Uploaded]) -> None:
-        console.print(f"[bold]Aris web UI[/] with the demo studies: [bold cyan]{base_url}/ui/[/]", highlight=False)
+        console.print(
+            f"[bold]Aris web UI[/] with the demo studies: [bold cyan]{base_url}/ui/[/]", highlight=False
+        )
         for u in uploaded:
             console.print(f"  {u.study.title:<13} {u.link}", highlight=False, soft_wrap=True)
         console.print(

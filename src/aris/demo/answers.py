@@ -29,11 +29,12 @@ from aris.result import Result
 logger = logging.getLogger(__name__)
 
 STANDIN_TOKENS = 32  # a few dozen tokens: enough to see the path, short enough to finish in seconds
-TEXT_STANDIN = "Gemma 3 270M (base text model, not medical)"
-IMAGE_STANDIN = "tiny random Gemma 3 VLM (weights are noise)"
+TEXT_STANDIN = "Gemma 3 270M base model"
+IMAGE_STANDIN = "tiny random Gemma 3 VLM"
 STANDIN_NOTICE = (
-    "Stand-in models, not MedGemma: they ran the real prompts through real engines to show the path "
-    "end to end. Their words are not medical output."
+    "Stand-in models, not MedGemma: Gemma 3 270M is a small general text model and the tiny VLM's "
+    "weights are random noise. They ran the real prompts through real engines to show the path; their "
+    "words are not medical output."
 )
 TEXT_STUDY, IMAGE_STUDY = "fhir", "chest-xray"
 _LLAMA_QUIET: list[Any] = []
@@ -86,7 +87,7 @@ def image_standin(home: Path) -> Engine:
     try:
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # its weight-loading bar, for a model that loads in a blink
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # its weight-loading bar, for a model that loads in a blink
     except ImportError:  # pragma: no cover - transformers is a dependency
         pass
     return load_engine(ArisSettings(engine="transformers", model=str(folder)))
@@ -136,7 +137,9 @@ def standin_answers(
     try:
         step("text path: trends on the FHIR record…")
         answers.append(
-            run_study(prepared[TEXT_STUDY], engine, max_new_tokens=max_new_tokens, label=TEXT_STANDIN, standin=True)
+            run_study(
+                prepared[TEXT_STUDY], engine, max_new_tokens=max_new_tokens, label=TEXT_STANDIN, standin=True
+            )
         )
     finally:
         engine.close()
@@ -145,7 +148,13 @@ def standin_answers(
     try:
         step("image path: cxr-report on the chest X-ray…")
         answers.append(
-            run_study(prepared[IMAGE_STUDY], engine, max_new_tokens=max_new_tokens, label=IMAGE_STANDIN, standin=True)
+            run_study(
+                prepared[IMAGE_STUDY],
+                engine,
+                max_new_tokens=max_new_tokens,
+                label=IMAGE_STANDIN,
+                standin=True,
+            )
         )
     finally:
         engine.close()
@@ -201,12 +210,6 @@ def verdict(a: Answer) -> str:
         return f"not run: {a.error}"
     assert a.result is not None
     if a.result.errors:
-        first = a.result.errors[-1].removeprefix("after repair: ")
-        return f"did not validate ({first})" + (", expected of a stand-in" if a.standin else "")
+        last = a.result.errors[-1].removeprefix("after repair: ")
+        return f"did not validate: {last}"
     return "validated" + (" after one repair" if a.result.repaired else "")
-
-
-def excerpt(text: str, limit: int) -> str:
-    """The reply on one line, cut to ``limit`` characters."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"

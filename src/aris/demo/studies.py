@@ -50,7 +50,7 @@ STUDIES: tuple[Study, ...] = (
     Study(
         "chest-xray",
         "Chest X-ray",
-        "NEMA WG04 RG1 chest CR, 1024 px",
+        "NEMA WG04 RG1 CR",
         "chest_cr.dcm",
         "cxr",
         "cxr-report",
@@ -58,7 +58,7 @@ STUDIES: tuple[Study, ...] = (
     Study(
         "ct",
         "CT series",
-        f"{CT_SLICES} slices built from 1 real CT slice",
+        f"{CT_SLICES} slices from 1 real slice",
         "",
         "ct",
         "ct",
@@ -67,7 +67,7 @@ STUDIES: tuple[Study, ...] = (
     Study(
         "slide",
         "Slide region",
-        "CMU-1 H&E SVS region (OpenSlide, CC0)",
+        "CMU-1 H&E SVS, CC0",
         "cmu_small_region.svs",
         "wsi",
         "wsi",
@@ -76,7 +76,7 @@ STUDIES: tuple[Study, ...] = (
     Study(
         "lab-report",
         "Lab report",
-        "synthetic 2-page PDF",
+        "synthetic PDF",
         "synthetic_lab_report.pdf",
         "pdf",
         "lab-extract",
@@ -84,7 +84,7 @@ STUDIES: tuple[Study, ...] = (
     Study(
         "fhir",
         "FHIR record",
-        "synthetic R4 bundle, 73 resources",
+        "synthetic R4 bundle",
         "synthetic_patient_bundle_r4.json",
         "fhir",
         "trends",
@@ -121,7 +121,7 @@ def build_ct_series(folder: Path, n_slices: int = CT_SLICES) -> list[Path]:
     """
     import pydicom
     from PIL import Image
-    from pydicom.pixels import apply_modality_lut
+    from pydicom.pixels.processing import apply_modality_lut
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     src = pydicom.dcmread(bundled("ct_small.dcm"))
@@ -261,41 +261,35 @@ def recipe_summary(p: Prepared) -> str:
         w = d.get("window") or {}
         steps = ["Modality LUT"]
         if w:
-            steps.append(f"VOI {w.get('source', 'window')} C{w.get('center', 0):g}/W{w.get('width', 0):g}")
+            steps.append(f"VOI {w.get('center', 0):g}/{w.get('width', 0):g} ({w.get('source', 'window')})")
             if w.get("inverted"):
                 steps.append(f"{d.get('photometric', 'MONOCHROME1')} inverted")
         steps.append("8-bit RGB")
+        text = " → ".join(steps)
         pad = p.extra.padding if p.extra is not None else None
-        if pad is not None:
-            steps.append(f"padded to {pad.size}² for localization")
-        return " → ".join(steps)
+        return text + (f"; padded to {pad.size}² to localize" if pad is not None else "")
     if kind == "ct":
-        n, used = d.get("n_slices") or d.get("slices_total"), len(p.input.images)
+        n, used = d.get("n_slices"), len(p.input.images)
         windows = d.get("windows_hu") or {}
-        wtxt = " ".join(f"{c}{v}" for c, v in windows.items()).replace(" ", "").replace("][", "] ")
+        wtxt = " ".join(f"{c}[{v[0]},{v[1]}]" for c, v in windows.items())
         picked = f"{used} of {n} slices" if n else f"{used} slices"
-        return f"sorted along the normal; HU; {picked} by round(i/85·(n−1)); RGB windows {wtxt}".replace(
-            "R[", "R[", 1
-        )
+        return f"sorted along the normal, HU, {picked} (round(i/85·(n−1))), windows {wtxt}"
     if kind == "wsi":
         tiles = d.get("tiles") or []
         return (
-            f"{d.get('magnification', '?')} (level {d.get('level', '?')}), tissue mask "
-            f"{100 * (d.get('mask') or {}).get('tissue_fraction', 0):.0f}%, {len(tiles)} of "
-            f"{d.get('candidates', len(tiles))} tissue tiles of {d.get('tile', 896)} px, spatial order"
+            f"{d.get('magnification', '?')}, tissue mask, {len(tiles)} of {d.get('candidates', len(tiles))} "
+            f"tissue tiles of {d.get('tile', 896)} px, spatial order"
         )
     if kind == "pdf":
-        return (
-            f"{d.get('pages_used', len(p.input.images))} pages at {d.get('render', '1792 px')}"
-            + (" + text layer" if d.get("text_layer") else "")
+        return f"pages rendered at {d.get('render', '1792 px')}" + (
+            " + their text layer" if d.get("text_layer") else ""
         )
     if kind == "fhir":
         m = d.get("manifest") or {}
-        trimmed = d.get("trimmed") or {}
-        kept = trimmed.get("kept_tokens")
+        kept = (d.get("trimmed") or {}).get("kept_tokens")
         return (
-            f"{m.get('total', '?')} resources → {len(m.get('resource_types') or {})} compact sections citing ids"
-            + (f"; {kept:,} of {d.get('token_budget', 0):,}-token budget" if kept else "")
+            f"{m.get('total', '?')} resources → {len(m.get('resource_types') or {})} sections citing ids"
+            + (f", {kept:,} tokens (budget {d.get('token_budget', 0):,})" if kept else "")
         )
     return p.input.kind
 
@@ -310,7 +304,7 @@ def sees_summary(p: Prepared) -> str:
         noun = {"ct": "slice", "wsi": "tile", "pdf": "page"}.get(p.study.kind, "image")
         parts.append(f"{len(images)} {noun}{'s' if len(images) != 1 else ''} {size}")
     if p.input.text:
-        parts.append(f"{len(p.input.text):,} chars of text")
+        parts.append(f"{len(p.input.text):,} chars")
     return " + ".join(parts) or "nothing"
 
 

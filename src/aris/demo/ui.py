@@ -9,14 +9,18 @@ apart from the user's own.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from uvicorn import Server
 
 from aris.config import ArisSettings
 from aris.demo.studies import STUDIES, Study
@@ -32,6 +36,17 @@ class Uploaded:
     job_id: str | None
     images: int
     link: str
+
+
+class _QuietServer(Server):
+    """uvicorn's server without its signal capture, whose re-raised Ctrl-C ends in a traceback.
+
+    :func:`serve` installs its own handlers: Ctrl-C asks the server to finish and the command exits 0.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -55,7 +70,10 @@ def upload_studies(
             try:
                 r = client.post(
                     "/v1/uploads",
-                    files=[("files", (p.name, h, "application/octet-stream")) for p, h in zip(paths, handles, strict=True)],
+                    files=[
+                        ("files", (p.name, h, "application/octet-stream"))
+                        for p, h in zip(paths, handles, strict=True)
+                    ],
                 )
             finally:
                 for h in handles:
@@ -70,7 +88,13 @@ def upload_studies(
                 options["max_new_tokens"] = max_new_tokens
             r = client.post(
                 "/v1/jobs",
-                json={"task": s.task, "uploads": [upload_id], "question": s.question, "options": options, "kind": s.kind},
+                json={
+                    "task": s.task,
+                    "uploads": [upload_id],
+                    "question": s.question,
+                    "options": options,
+                    "kind": s.kind,
+                },
             )
             r.raise_for_status()
             link = f"{base_url}/ui/#upload={upload_id}&kind={s.kind}"
@@ -103,7 +127,7 @@ def serve(
     )
     app_settings = settings.model_copy(update={"home": home})
     app = create_app(server_settings, engine=engine, aris_settings=app_settings)
-    server = uvicorn.Server(
+    server = _QuietServer(
         uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
     )
     base_url = f"http://{host}:{port}"
@@ -121,8 +145,16 @@ def serve(
             return
         on_ready(base_url, uploaded)
 
-    thread = threading.Thread(target=feed, name="aris-demo-uploads", daemon=True)
-    thread.start()
-    server.run()
-    thread.join(timeout=5)
+    def stop(signum: int, frame: Any) -> None:
+        server.force_exit = server.should_exit  # a second Ctrl-C stops without waiting for jobs
+        server.should_exit = True
 
+    thread = threading.Thread(target=feed, name="aris-demo-uploads", daemon=True)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        thread.start()
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    thread.join(timeout=5)

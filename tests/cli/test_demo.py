@@ -203,6 +203,33 @@ def test_demo_with_a_missing_model_says_how_to_get_it(test_cache: Path, tmp_path
     assert "aris pull google/medgemma-1.5-4b-it" in _flat(proc.stderr + proc.stdout)
 
 
+CHROMIUM = os.environ.get("ARIS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+]
+
+
+def _open_in_browser(link: str) -> list[str]:
+    """The captions the web UI shows for a study opened by its printed link."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (scripts/test.sh does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(link)
+            page.wait_for_selector("#grid figure >> nth=84", timeout=60_000)
+            return page.locator("#grid figcaption").all_inner_texts()
+        finally:
+            browser.close()
+
+
 def test_demo_ui_serves_the_studies_through_the_http_api(
     tiny_vlm: Path, test_cache: Path, tmp_path: Path
 ) -> None:
@@ -248,6 +275,8 @@ def test_demo_ui_serves_the_studies_through_the_http_api(
             assert job["status"] == "done", job
             assert job["result"]["notice"] == NOTICE
             assert job["result"]["usage"]["completion_tokens"] <= 32 * job["result"]["usage"]["calls"]
+        ct_link = next(link for link in links if link.endswith("kind=ct"))
+        assert _open_in_browser(ct_link) == [f"SLICE {i}" for i in range(1, 86)]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
     finally:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -28,6 +28,11 @@ from aris.cli.app import app, console, err_console
 from aris.cli.options import engine_options
 from aris.config import ArisSettings
 from aris.notice import NOTICE
+
+if TYPE_CHECKING:
+    from aris.demo.answers import Answer
+    from aris.demo.studies import Prepared
+    from aris.engines.base import Engine
 
 STUDIES_JSON = "studies.json"
 ANSWERS_JSON = "answers.json"
@@ -124,6 +129,7 @@ def demo_cmd(
     settings: ArisSettings,
 ) -> None:
     """Show what Aris does on five bundled studies; with --model, MedGemma's answers for each."""
+    from aris.demo.answers import STANDIN_TOKENS
     from aris.demo.studies import write_inputs
 
     t0 = time.perf_counter()
@@ -132,17 +138,62 @@ def demo_cmd(
         settings.n_ctx = 32768  # the CT study's 85 slices need it
     max_new = settings.max_new_tokens if "max_new_tokens" in settings.model_fields_set else None
     if standin and max_new is None:
-        from aris.demo.answers import STANDIN_TOKENS
-
         max_new = STANDIN_TOKENS
-    out.mkdir(parents=True, exist_ok=True)
-    with err_console.status("writing the demo studies…"):
-        inputs = write_inputs(out / "inputs")
-    if ui:
-        _serve_ui(settings, inputs, out, standin=standin, max_new_tokens=max_new)
-        return
+    # A model that cannot load fails now, before any work; the stand-ins load when their turn comes.
+    engine = _load(settings, standin=standin, ui=ui)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with err_console.status("writing the demo studies…"):
+            inputs = write_inputs(out / "inputs")
+        if ui:
+            assert engine is not None
+            _serve_ui(engine, settings, inputs, out, standin=standin, max_new_tokens=max_new)
+            return
+        prepared = _prepare_all(inputs, out)
+        console.print(_studies_table(prepared))
+        answers = _generate(prepared, engine, settings, max_new)
+    finally:
+        if engine is not None:
+            engine.close()
+    if standin:
+        from aris.demo.answers import STANDIN_NOTICE
 
-    from aris.demo.studies import STUDIES, prepare_study, recipe_summary, sees_summary, write_artefacts
+        console.print(f"[bold]Two real generations, capped at {max_new} tokens[/]")
+        console.print(_answers_grid(answers, standin))
+        console.print(f"[magenta]{STANDIN_NOTICE}[/]", highlight=False)
+    else:
+        assert engine is not None
+        console.print(f"[bold]{escape(engine.model_id)}'s answers[/] [dim]({engine.kind})[/]")
+        console.print(_answers_grid(answers, standin))
+    _write_records(out, prepared, answers, standin)
+    names = [a.name for p in prepared for a in p.artefacts] + [STUDIES_JSON, ANSWERS_JSON, "inputs/"]
+    console.print(_artefact_line(out, names), highlight=False)
+    console.print(
+        f"Try: [bold]aris run cxr-report {escape(str(out / 'inputs' / 'chest_cr.dcm'))}[/] · "
+        "[bold]aris demo --ui[/] · [bold]aris demo --model google/medgemma-1.5-4b-it[/] "
+        f"[dim](done in {time.perf_counter() - t0:.0f}s)[/]",
+        highlight=False,
+    )
+    console.print(f"[bold yellow]{NOTICE}[/]", highlight=False)
+
+
+def _load(settings: ArisSettings, *, standin: bool, ui: bool) -> Engine | None:
+    """The user's model, or for ``--ui`` the image stand-in (it serves text too); else None."""
+    if standin and not ui:
+        return None
+    if standin:
+        from aris.demo.answers import image_standin
+
+        with err_console.status("loading the stand-in model (tiny Gemma 3 VLM)…"):
+            return image_standin(settings.home)
+    from aris.engines import load_engine
+
+    with err_console.status(f"loading {settings.model or 'the model'} ({settings.engine})…"):
+        return load_engine(settings)
+
+
+def _prepare_all(inputs: dict[str, Path], out: Path) -> list[Prepared]:
+    from aris.demo.studies import STUDIES, prepare_study, write_artefacts
 
     prepared = []
     with err_console.status("preparing the studies…") as status:
@@ -151,43 +202,34 @@ def demo_cmd(
             p = prepare_study(s, inputs[s.key])
             write_artefacts(p, out)
             prepared.append(p)
-    console.print(_studies_table(prepared))
+    return prepared
+
+
+def _generate(
+    prepared: list[Prepared], engine: Engine | None, settings: ArisSettings, max_new: int | None
+) -> list[Answer]:
+    from aris.demo.answers import model_answers, standin_answers
 
     with err_console.status("generating…") as status:
-        if standin:
-            from aris.demo.answers import STANDIN_NOTICE, standin_answers
-
-            answers = standin_answers(
+        if engine is None:
+            return standin_answers(
                 {p.study.key: p for p in prepared},
                 settings.home,
                 max_new_tokens=max_new or 32,
                 on_step=status.update,
             )
-            title = f"[bold]Two real generations, capped at {max_new} tokens[/]"
-        else:
-            from aris.demo.answers import model_answers
-            from aris.engines import load_engine
+        counter = {"n": 0}
 
-            status.update(f"loading {settings.model or 'the model'} ({settings.engine})…")
-            engine = load_engine(settings)
-            counter = {"n": 0}
+        def tick(kind: str, text: str) -> None:
+            counter["n"] += 1
+            if counter["n"] % 8 == 0:
+                status.update(f"generating… {counter['n']} pieces streamed")
 
-            def tick(kind: str, text: str) -> None:
-                counter["n"] += 1
-                if counter["n"] % 8 == 0:
-                    status.update(f"generating… {counter['n']} pieces streamed")
+        return model_answers(prepared, engine, max_new_tokens=max_new, on_step=status.update, on_token=tick)
 
-            try:
-                answers = model_answers(
-                    prepared, engine, max_new_tokens=max_new, on_step=status.update, on_token=tick
-                )
-            finally:
-                engine.close()
-            title = f"[bold]{escape(engine.model_id)}'s answers[/] [dim]({engine.kind})[/]"
-    console.print(title)
-    console.print(_answers_grid(answers, standin))
-    if standin:
-        console.print(f"[magenta]{STANDIN_NOTICE}[/]", highlight=False)
+
+def _write_records(out: Path, prepared: list[Prepared], answers: list[Answer], standin: bool) -> None:
+    from aris.demo.studies import recipe_summary, sees_summary
 
     _dump(
         {
@@ -230,34 +272,21 @@ def demo_cmd(
         },
         out / ANSWERS_JSON,
     )
-    names = [a.name for p in prepared for a in p.artefacts] + [STUDIES_JSON, ANSWERS_JSON, "inputs/"]
-    console.print(_artefact_line(out, names), highlight=False)
-    console.print(
-        f"Try: [bold]aris run cxr-report {escape(str(out / 'inputs' / 'chest_cr.dcm'))}[/] · "
-        "[bold]aris demo --ui[/] · [bold]aris demo --model google/medgemma-1.5-4b-it[/] "
-        f"[dim](done in {time.perf_counter() - t0:.0f}s)[/]",
-        highlight=False,
-    )
-    console.print(f"[bold yellow]{NOTICE}[/]", highlight=False)
 
 
 def _serve_ui(
-    settings: ArisSettings, inputs: dict[str, Path], out: Path, *, standin: bool, max_new_tokens: int | None
+    engine: Engine,
+    settings: ArisSettings,
+    inputs: dict[str, Path],
+    out: Path,
+    *,
+    standin: bool,
+    max_new_tokens: int | None,
 ) -> None:
+    from aris.demo.answers import IMAGE_STANDIN
     from aris.demo.ui import Uploaded, serve
 
-    if standin:
-        from aris.demo.answers import IMAGE_STANDIN, image_standin
-
-        with err_console.status("loading the stand-in model (tiny Gemma 3 VLM)…"):
-            engine = image_standin(settings.home)
-        label = f"STAND-IN: {IMAGE_STANDIN}"
-    else:
-        from aris.engines import load_engine
-
-        with err_console.status(f"loading {settings.model or 'the model'} ({settings.engine})…"):
-            engine = load_engine(settings)
-        label = engine.model_id
+    label = f"STAND-IN: {IMAGE_STANDIN}" if standin else engine.model_id
 
     def ready(base_url: str, uploaded: list[Uploaded]) -> None:
         console.print(
@@ -279,17 +308,14 @@ def _serve_ui(
         errors.append(message)
         err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
 
-    try:
-        serve(
-            engine,
-            settings,
-            inputs,
-            out / "server",
-            max_new_tokens=max_new_tokens,
-            on_ready=ready,
-            on_error=failed,
-        )
-    finally:
-        engine.close()
+    serve(
+        engine,
+        settings,
+        inputs,
+        out / "server",
+        max_new_tokens=max_new_tokens,
+        on_ready=ready,
+        on_error=failed,
+    )
     if errors:
         raise typer.Exit(1)

@@ -74,7 +74,7 @@ def prepare_inputs(
     t = resolve_task(task)
     items = _as_list(inputs)
     if t.n_inputs[1] == 1 and len(items) > 1 and all(isinstance(i, str | Path) for i in items):
-        items = [[Path(str(i)) for i in items]]  # type: ignore[list-item]
+        items = [[Path(str(i)) for i in items]]
     chosen = kind if kind and kind != "auto" else t.read_kind
     opts = dict(t.read_options) if chosen == t.read_kind else {}
     opts.update(read_options or {})

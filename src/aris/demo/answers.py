@@ -87,7 +87,7 @@ def image_standin(home: Path) -> Engine:
     try:
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # its weight-loading bar, for a model that loads in a blink
+        hf_logging.disable_progress_bar()  # its weight-loading bar, for a model that loads in a blink
     except ImportError:  # pragma: no cover - transformers is a dependency
         pass
     return load_engine(ArisSettings(engine="transformers", model=str(folder)))

@@ -129,7 +129,7 @@ def build_ct_series(folder: Path, n_slices: int = CT_SLICES) -> list[Path]:
     size = hu.shape[0]
 
     def uid(*parts: object) -> str:
-        return generate_uid(prefix=UID_PREFIX, entropy_srcs=["aris-demo-ct", *map(str, parts)])
+        return str(generate_uid(prefix=UID_PREFIX, entropy_srcs=["aris-demo-ct", *map(str, parts)]))
 
     folder.mkdir(parents=True, exist_ok=True)
     study_uid, series_uid, frame_uid = uid("study"), uid("series"), uid("frame")

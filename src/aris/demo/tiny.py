@@ -93,7 +93,7 @@ def build_tiny_vlm(home: Path | None = None, *, force: bool = False) -> Path:
 
     tok = gemma3_tokenizer(home)
     tok.chat_template = chat_template()
-    config = Gemma3Config(  # type: ignore[call-arg]  # token ids pass through to PretrainedConfig
+    config = Gemma3Config(
         text_config={
             "vocab_size": 262208,
             "hidden_size": 64,
@@ -124,7 +124,7 @@ def build_tiny_vlm(home: Path | None = None, *, force: bool = False) -> Path:
         pad_token_id=0,
     )
     torch.manual_seed(0)
-    model = Gemma3ForConditionalGeneration(config).eval()  # type: ignore[no-untyped-call]
+    model = Gemma3ForConditionalGeneration(config).eval()
     # transformers initialises the projector weight to zeros, which would make every image invisible to
     # the tiny model and let an image-path bug pass unnoticed.
     with torch.no_grad():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -79,6 +80,8 @@ def test_demo_runs_and_fits_one_screen(demo_run: Any) -> None:
     assert f"STAND-IN: {IMAGE_STANDIN}" in out
     assert _flat(STANDIN_NOTICE) in out
     assert _flat(NOTICE) in out
+    # Nothing else on stderr (library warnings, native logs, progress bars): only the spinner's codes.
+    assert re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", proc.stderr).strip() == ""
 
 
 def test_demo_writes_every_promised_artefact(demo_run: Any) -> None:

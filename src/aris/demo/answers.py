@@ -88,6 +88,7 @@ def image_standin(home: Path) -> Engine:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # its weight-loading bar, for a model that loads in a blink
+        hf_logging.set_verbosity_error()  # deprecation notices are for developers, not a first run
     except ImportError:  # pragma: no cover - transformers is a dependency
         pass
     return load_engine(ArisSettings(engine="transformers", model=str(folder)))

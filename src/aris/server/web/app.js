@@ -833,4 +833,15 @@ drop.ondrop = (e) => { e.preventDefault(); drop.classList.remove("over"); upload
 $("kind").onchange = () => { if (state.upload) preview().catch((e) => setStatus(e.message, true)); };
 $("run").onsubmit = run;
 stage("empty");
-init();
+// A link can open an upload already on the server: /ui/#upload=<id>&kind=<kind> (aris demo --ui prints them).
+function openFromHash() {
+  const h = new URLSearchParams(location.hash.slice(1));
+  const id = h.get("upload");
+  if (!id) return;
+  if (h.get("kind")) $("kind").value = h.get("kind");
+  state.upload = id;
+  state.files = [];
+  preview().catch((e) => setStatus(`cannot open upload: ${e.message}`, true));
+}
+window.addEventListener("hashchange", openFromHash);
+init().then(openFromHash);

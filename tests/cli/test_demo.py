@@ -227,8 +227,8 @@ def _open_in_browser(link: str) -> list[str]:
         try:
             page = browser.new_page()
             page.goto(link)
-            page.wait_for_selector("#grid figure >> nth=84", timeout=60_000)
-            return page.locator("#grid figcaption").all_inner_texts()
+            page.wait_for_selector("#thumbs .thumb >> nth=84", timeout=60_000)
+            return page.locator("#thumbs .thumb span").all_inner_texts()
         finally:
             browser.close()
 

@@ -35,7 +35,9 @@ def ui_server(tiny_vlm: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     engine = TransformersEngine(str(tiny_vlm))
     home = tmp_path_factory.mktemp("home")
     app = create_app(
-        ServerSettings(api_key=KEY, model_name="tiny-vlm"), engine=engine, aris_settings=ArisSettings(home=home)
+        ServerSettings(api_key=KEY, model_name="tiny-vlm"),
+        engine=engine,
+        aris_settings=ArisSettings(home=home),
     )
     with live_server(app) as url:
         yield url
@@ -101,6 +103,10 @@ def test_without_a_key_the_error_shows_and_a_correct_key_clears_it(browser: Any,
     p.wait_for_function("document.querySelector('#status').textContent === ''")
     assert "error" not in (p.get_attribute("#status", "class") or "")
     assert p.inner_text("#model") == "tiny-vlm"
+    # This server has no speech or search model: no record button, no search panel.
+    p.wait_for_selector("body[data-capabilities='none']")
+    assert p.is_hidden("#dictate")
+    assert p.is_hidden("#search")
     assert "not for diagnosis" in p.inner_text("#notice")
     p.close()
 

@@ -9,19 +9,74 @@ the real engine is tested in test_ui.py.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
 
 from aris.server import create_app
 from aris.server.settings import ServerSettings
 
 from .conftest import live_server
-from .uikit import canvas_size, chromium, fit, open_study, open_ui, pixels, run_task, shot, wait_shown
+from .uikit import (
+    FAKE_MICROPHONE,
+    canvas_size,
+    chromium,
+    fit,
+    open_study,
+    open_ui,
+    pixels,
+    run_task,
+    shot,
+    wait_shown,
+)
 
 KEY = "k"
+
+
+RECEIVED: dict[str, list[Any]] = {"search": [], "audio": []}
+
+
+def _stand_ins(app: FastAPI) -> None:
+    """Dictation and image search as their routes answer (see their modules' docstrings), ahead of any
+    real ones: what is tested is that the UI offers them when the server does and reads their replies."""
+
+    @app.post("/v1/index/search")
+    async def search(request: Request) -> dict[str, Any]:
+        RECEIVED["search"].append(await request.json())
+        hit = {
+            "id": 3,
+            "score": 0.912345678,
+            "display": "archive/cxr/001.dcm",
+            "kind": "cxr",
+            "uids": {},
+            "parts": 1,
+        }
+        return {
+            "object": "list",
+            "index": "default",
+            "model": "siglip",
+            "count": 7,
+            "results": [hit],
+            "notice": "",
+        }
+
+    @app.post("/v1/audio/transcriptions")
+    async def transcriptions(request: Request) -> StreamingResponse:
+        form = await request.form()
+        RECEIVED["audio"].append((await form["file"].read(), form.get("stream")))  # type: ignore[union-attr]
+
+        async def events() -> AsyncIterator[str]:
+            for delta in ("Mild ", "cardiomegaly."):
+                yield f"data: {json.dumps({'type': 'transcript.text.delta', 'delta': delta})}\n\n"
+            yield f"data: {json.dumps({'type': 'transcript.text.done', 'text': 'Mild cardiomegaly.'})}\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    for _ in range(2):
+        app.router.routes.insert(0, app.router.routes.pop())
 
 
 @pytest.fixture(scope="module")
@@ -29,19 +84,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]
     from aris.config import ArisSettings
     from aris.engines.fake import FakeEngine
 
-    engine = FakeEngine(model_id="medgemma-4b-it")
+    engine = FakeEngine(model_id="/models/medgemma-1.5-4b-it")  # a local folder: named, never shown as a path
     app = create_app(
         ServerSettings(api_key=KEY),
         engine=engine,
         aris_settings=ArisSettings(home=tmp_path_factory.mktemp("home")),
     )
+    _stand_ins(app)
     with live_server(app) as url:
         yield url, engine
 
 
 @pytest.fixture(scope="module")
 def page(server: tuple[str, Any]) -> Iterator[Any]:
-    with chromium() as b:
+    with chromium(FAKE_MICROPHONE) as b:
         p = open_ui(b, server[0], KEY)
         yield p
         assert not p.js_errors, p.js_errors
@@ -57,7 +113,9 @@ RED = (255, 59, 48)
 YELLOW = (255, 204, 0)
 
 
-def test_boxes_are_drawn_on_the_original_pixels_with_and_without_the_padding(page: Any, server, samples) -> None:  # type: ignore[no-untyped-def]
+def test_boxes_are_drawn_on_the_original_pixels_with_and_without_the_padding(
+    page: Any, server, samples
+) -> None:  # type: ignore[no-untyped-def]
     _, engine = server
     open_study(page, "cxr", [samples("dicom/cxr/highdicom_dx_image.dcm")])
     wait_shown(page, "image:0:values")
@@ -86,6 +144,55 @@ def test_boxes_are_drawn_on_the_original_pixels_with_and_without_the_padding(pag
     page.check("#boxes input[data-box='0']")
     page.uncheck("#show-padding")
 
+    structured = page.inner_text("#structured")  # 100/1000*211 is 21.099999999999998 in floating point
+    assert "x0 21.1 · y0 21.2 · x1 126.6 · y1 126.7" in structured
+    assert "0999" not in structured
+    page.select_option("#display", "overlay")  # the overlay the task saved, beside the viewer's drawing
+    wait_shown(page, "image:0:overlay")
+    page.select_option("#display", "values")
+
+
+def test_the_header_names_the_model_and_details_fold(page: Any, samples) -> None:  # type: ignore[no-untyped-def]
+    assert page.inner_text("#model") == "medgemma-1.5-4b-it"
+    open_study(page, "ct", sorted(samples("dicom/ct_series/head_ct2_4slices").iterdir()))
+    assert page.is_visible("#warnings li")  # warnings stay in view
+    assert not page.is_visible("#details")  # the details fold away
+    page.click("#details-box summary")
+    details = page.inner_text("#details")
+    for fact in (
+        "modality",
+        "CT",
+        "photometric",
+        "MONOCHROME2",
+        "rescale",
+        "pixel spacing mm",
+        "chosen because",
+    ):
+        assert fact in details
+
+
+def test_dictation_and_image_search_appear_when_the_server_has_them(page: Any) -> None:
+    assert page.get_attribute("body", "data-capabilities") == "dictation search"
+    assert page.is_visible("#record")
+    page.fill("#question", "Findings:")
+    page.click("#record")
+    page.wait_for_selector("#record[aria-pressed='true']")
+    page.wait_for_timeout(400)
+    page.click("#record")
+    page.wait_for_function("document.querySelector('#record-state').textContent.startsWith('transcribed')")
+    assert page.input_value("#question") == "Findings: Mild cardiomegaly."
+    wav, stream = RECEIVED["audio"][-1]
+    assert wav[:4] == b"RIFF"
+    assert wav[8:12] == b"WAVE"
+    assert len(wav) > 44 + 1000  # samples were recorded
+    assert stream == "true"
+
+    page.fill("#search-text", "cardiomegaly")
+    page.click("#search-form button[type=submit]")
+    page.wait_for_selector("#search-results li")
+    assert page.inner_text("#search-results li") == "0.912 archive/cxr/001.dcm cxr"
+    assert RECEIVED["search"][-1] == {"k": 10, "text": "cardiomegaly"}
+
 
 def test_lab_rows_out_of_range_are_marked_and_found_on_their_page(page: Any, server, samples) -> None:  # type: ignore[no-untyped-def]
     _, engine = server
@@ -98,7 +205,10 @@ def test_lab_rows_out_of_range_are_marked_and_found_on_their_page(page: Any, ser
     assert run_task(page, "lab-extract") == "done"
     rows = page.locator("#lab-table tbody tr")
     assert rows.count() == 5
-    flags = {rows.nth(i).locator("button").inner_text(): rows.nth(i).locator("td").first.inner_text() for i in range(5)}
+    flags = {
+        rows.nth(i).locator("button").inner_text(): rows.nth(i).locator("td").first.inner_text()
+        for i in range(5)
+    }
     assert flags == {"Hemoglobin": "▼ L", "Platelet Count": "", "Sodium": "", "HbA1c": "▲ H", "TSH": ""}
 
     page.click("#lab-table button:has-text('HbA1c')")
@@ -122,7 +232,7 @@ def test_two_runs_side_by_side_mark_their_differences(page: Any, server, samples
     assert run_task(page, "ct", "Findings?") == "done"
     # The server removed the upload after its job; the UI sends the same files again for the next run.
     engine.enqueue("No hemorrhage. Large infarct in the left frontal lobe.")
-    assert run_task(page, "ct", "Findings?") == "done"
+    assert run_task(page, "ct", "Any findings?") == "done"  # the same question again would reuse the result
     for i in (0, 1):
         page.check(f"#jobs li >> nth={i} >> .job-pick")
     page.click("#compare-go")
@@ -132,7 +242,9 @@ def test_two_runs_side_by_side_mark_their_differences(page: Any, server, samples
     differs = page.locator("#compare-table tr.differs th").all_inner_texts()
     assert differs == ["answer"]
     assert "1 of" in page.inner_text("#compare-table")
-    page.wait_for_function("[...document.querySelectorAll('.cmp-images img')].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "[...document.querySelectorAll('.cmp-images img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
     shot(page, "ui-compare.png")
     page.click("#compare-close")
     assert page.is_visible("#viewport")
@@ -150,8 +262,10 @@ def test_slide_tiles_outlined_and_opened_at_full_size(page: Any, samples) -> Non
     assert _near(page, ox + tx * s + 1, oy + (ty + ts / 2) * s, (79, 179, 217), tol=30)
     page.check("#show-mask")
     shot(page, "ui-slide.png")
-    page.mouse.click(page.locator("#viewport").bounding_box()["x"] + ox + (tx + ts / 2) * s,
-                     page.locator("#viewport").bounding_box()["y"] + oy + (ty + ts / 2) * s)
+    page.mouse.click(
+        page.locator("#viewport").bounding_box()["x"] + ox + (tx + ts / 2) * s,
+        page.locator("#viewport").bounding_box()["y"] + oy + (ty + ts / 2) * s,
+    )
     wait_shown(page, "slide:0:slide:tile0")
     assert "Tile 1 /" in page.inner_text("#corner-tl")
     shot(page, "ui-slide-tile.png")

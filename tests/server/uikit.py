@@ -26,14 +26,18 @@ ARGS = [
 VIEWPORT = {"width": 1280, "height": 800}
 
 
+# A fake microphone (a tone) that needs no permission prompt, for dictation.
+FAKE_MICROPHONE = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+
+
 @contextmanager
-def chromium() -> Iterator[Any]:
+def chromium(extra_args: list[str] | None = None) -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (scripts/test.sh does)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS + (extra_args or []))
         try:
             yield b
         finally:
@@ -54,7 +58,9 @@ def open_ui(browser: Any, url: str, key: str) -> Any:
 
 
 def open_study(page: Any, kind: str, files: list[Path]) -> None:
-    page.select_option("#kind", kind)
+    # The kind is set without its change event: that event re-reads the study already open as this kind.
+    page.eval_on_selector("#kind", "(s, k) => { s.value = k; }", kind)
+    page.evaluate("document.querySelector('#status').textContent = ''")
     page.set_input_files("#file", [str(f) for f in files])
     page.wait_for_function(
         "document.querySelector('#status').textContent.startsWith('ready') || "

@@ -82,6 +82,7 @@ async function capabilities() {
   } catch (_) { state.caps = { dictation: false, search: false }; }
   $("dictate").hidden = !state.caps.dictation;
   $("search").hidden = !state.caps.search;
+  document.body.dataset.capabilities = Object.keys(state.caps).filter((k) => state.caps[k]).join(" ") || "none";
 }
 
 // -- jobs --------------------------------------------------------------------------------------------------

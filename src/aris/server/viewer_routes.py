@@ -76,7 +76,8 @@ router = APIRouter(prefix="/v1/viewer", tags=["viewer"], dependencies=_dependenc
 def attach(app: FastAPI) -> None:
     """Add the viewer routes (behind the app's key, Host/Origin and size guards like every route)."""
     app.state.viewer_locks = {}
-    app.state.viewer_digests = {}
+    app.state.viewer_digests = {}  # upload id -> content digest (where uploads carry none)
+    app.state.viewer_job_digests = {}  # job id -> its study's content digest, from the store
     app.include_router(router)
 
 
@@ -134,8 +135,17 @@ def _store(jobs: Any) -> Any:
     return store
 
 
-def _job_digest(jobs: Any, record: dict[str, Any]) -> str | None:
-    """The content digest of the job's study, as the store recorded it."""
+def _job_digest(jobs: Any, record: dict[str, Any], cache: dict[str, str]) -> str | None:
+    """The content digest of the job's study, as the store recorded it (it never changes: kept)."""
+    if record["id"] in cache:
+        return cache[record["id"]]
+    digest = _stored_digest(jobs, record)
+    if digest:
+        cache[record["id"]] = digest
+    return digest
+
+
+def _stored_digest(jobs: Any, record: dict[str, Any]) -> str | None:
     store_id = record.get("store_job")
     if not store_id:
         saved = jobs.job_dir(record["id"]) / "job.json"
@@ -229,7 +239,7 @@ async def job_view(job_id: str, request: Request) -> dict[str, Any]:
     result = record.get("result")
     prov = (result or {}).get("provenance") or []
     details = prov[0].get("details", {}) if prov else {}
-    digest = await asyncio.to_thread(_job_digest, jobs, record)
+    digest = await asyncio.to_thread(_job_digest, jobs, record, request.app.state.viewer_job_digests)
     view = None
     if digest:
         found = await asyncio.to_thread(find_view, _views_root(jobs) / digest, prov[0] if prov else None)
@@ -254,7 +264,7 @@ async def job_view(job_id: str, request: Request) -> dict[str, Any]:
 async def job_view_file(job_id: str, key: str, name: str, request: Request) -> FileResponse:
     jobs, who = _jobs(request), _caller(request)
     record = await _job_record(jobs, job_id, who)
-    digest = await asyncio.to_thread(_job_digest, jobs, record)
+    digest = await asyncio.to_thread(_job_digest, jobs, record, request.app.state.viewer_job_digests)
     if not digest:
         raise APIError(404, "this job's study was not kept for viewing", code="not_found")
     return _view_file(_views_root(jobs) / digest, key, name)

@@ -474,7 +474,7 @@ function highlightThumb() {
   }
 }
 
-viewer.onScroll = (d) => { if (state.stack && state.stack.n > 1) show(state.stack.index + (Math.abs(d) >= 1e9 ? d : d)); };
+viewer.onScroll = (d) => { if (state.stack && state.stack.n > 1) show(state.stack.index + d); };
 $("slice").addEventListener("input", () => show(Number($("slice").value) - 1));
 $("display").addEventListener("change", () => show(state.stack.index));
 $("preset").addEventListener("change", () => {

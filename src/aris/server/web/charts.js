@@ -29,9 +29,10 @@ export function trendCharts(host, series) {
     fig.dataset.analyte = s.code;
     fig.dataset.unit = s.unit;
     const latest = pts[pts.length - 1];
-    const ref = s.reference_low !== null || s.reference_high !== null
-      ? `reference ${s.reference_low === null ? "" : fmt(s.reference_low)}–${s.reference_high === null ? "" : fmt(s.reference_high)} ${s.unit}`
-      : "no reference range";
+    const lo = s.reference_low, hi = s.reference_high;
+    const ref = lo === null && hi === null ? "no reference range"
+      : `reference ${lo === null ? `≤ ${fmt(hi)}` : hi === null ? `≥ ${fmt(lo)}` : `${fmt(lo)}–${fmt(hi)}`} ${s.unit}` +
+        (s.reference_source && s.reference_source !== "record" ? " (typical adult, not the lab's)" : "");
     const summary = `${s.name}: ${pts.length} value(s) ${day(pts[0].t)} to ${day(latest.t)}, latest ${fmt(latest.v)} ${s.unit}` +
       `${latest.flag ? ` (${latest.flag === "H" ? "above" : "below"} range)` : ""}; ${ref}`;
     const ys = pts.map((p) => p.v);

@@ -18,6 +18,7 @@ export function cell(v) {
   if (v === null || v === undefined) return "";
   if (typeof v === "number") return fmt(v);
   if (Array.isArray(v) && v.every((x) => typeof x === "number")) return `[${v.map((x) => fmt(x)).join(", ")}]`;
+  if (Array.isArray(v) && v.length && v.every((x) => x && typeof x === "object")) return `${v.length} item(s)`;
   if (typeof v === "object" && !Array.isArray(v) && Object.values(v).every((x) => x === null || typeof x !== "object")) {
     return Object.entries(v).map(([k, x]) => `${k} ${cell(x)}`).join(" · ");
   }

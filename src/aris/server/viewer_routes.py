@@ -607,7 +607,27 @@ def _image_view(prepared: PreparedInput, source: Path, folder: Path) -> dict[str
     }
     grey = d.get("format") == "DICOM" and isinstance(d.get("window"), dict) and "source" in d["window"]
     grey = grey and d["window"]["source"] != "palette colour LUT"
-    if grey:
+    if d.get("mode") in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # A 16-bit or float picture: the reader scaled it min-max to 8 bits; the viewer gets its values.
+        from PIL import ImageOps
+
+        with Image.open(source) as im:
+            values = np.asarray(ImageOps.exif_transpose(im), dtype=np.float64)
+        payload, dtype = _as_stored(values)
+        (folder / "image.bin").write_bytes(payload)
+        lo, hi = float(values.min()), float(values.max())
+        view.update(
+            {
+                "channels": 1,
+                "dtype": dtype,
+                "value_range": [lo, hi],
+                "presets": [
+                    {"name": "Full range (as prepared)", "center": (lo + hi) / 2, "width": max(hi - lo, 1.0)}
+                ],
+                "dicom": {k: d.get(k) for k in ("format", "mode") if k in d},
+            }
+        )
+    elif grey:
         from pydicom.pixels import apply_modality_lut
 
         from aris.inputs import dicom

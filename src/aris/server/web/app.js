@@ -652,15 +652,17 @@ async function run(ev) {
       r = await api("/v1/jobs", { method: "POST", headers: { "Content-Type": "application/json" }, body: body() });
     }
     const job = await r.json();
+    const shown = state.manifest;
     await follow(job.id);
     const m = await getJSON(`/v1/viewer/jobs/${job.id}`);
-    await openManifest(m, { keep: true });
-    showJobResult(m);
+    if (state.manifest === shown) {  // unless another study was opened meanwhile, show the job's record
+      await openManifest(m, { keep: true });
+      showJobResult(m);
+    }
   } catch (e) { setStatus(`run failed: ${e.message}`, true); }
+  try { await loadJobs(); } catch (_) { /* the list refreshes on the next call */ }
+  // Ready for the next run only once the history shows this one.
   $("go").disabled = false;
-  await loadJobs();
-  const li = $("jobs").firstElementChild;
-  if (li) li.classList.add("current");
 }
 
 async function follow(jobId) {
@@ -827,10 +829,30 @@ $("search-upload").onclick = () => { if (state.upload) search({ upload_id: state
 // -- opening files ----------------------------------------------------------------------------------------------------
 const drop = $("drop");
 $("pick").onclick = () => $("file").click();
+$("pick-dir").onclick = () => $("dir").click();
 $("file").onchange = () => upload([...$("file").files]);
+$("dir").onchange = () => upload([...$("dir").files].filter((f) => !f.name.startsWith(".")));
 drop.ondragover = (e) => { e.preventDefault(); drop.classList.add("over"); };
 drop.ondragleave = () => drop.classList.remove("over");
-drop.ondrop = (e) => { e.preventDefault(); drop.classList.remove("over"); upload([...e.dataTransfer.files]); };
+drop.ondrop = async (e) => {
+  e.preventDefault();
+  drop.classList.remove("over");
+  // A dropped folder (a DICOM series, often) is walked for its files.
+  const entries = [...e.dataTransfer.items].map((i) => i.webkitGetAsEntry && i.webkitGetAsEntry()).filter(Boolean);
+  const files = entries.some((x) => x.isDirectory) ? (await Promise.all(entries.map(filesOf))).flat() : [...e.dataTransfer.files];
+  upload(files.filter((f) => !f.name.startsWith(".")));
+};
+async function filesOf(entry) {
+  if (entry.isFile) return [await new Promise((ok, bad) => entry.file(ok, bad))];
+  const reader = entry.createReader(), out = [];
+  for (;;) {
+    const batch = await new Promise((ok, bad) => reader.readEntries(ok, bad));  // at most 100 a call
+    if (!batch.length) break;
+    for (const child of batch) out.push(...(await filesOf(child)));
+  }
+  return out;
+}
+$("compare").addEventListener("keydown", (e) => { if (e.key === "Escape") $("compare-close").click(); });
 $("kind").onchange = () => { if (state.upload) preview().catch((e) => setStatus(e.message, true)); };
 $("run").onsubmit = run;
 stage("empty");

@@ -103,7 +103,7 @@ def test_study_choice_rules(study: Any) -> None:
     # repeating InstanceNumber 1 sits on slice 1's position, so slice 0 is kept and it is dropped.
     _assert_truth(prepared, main, list(range(24)))
     assert any("kept AcquisitionNumber 1 (25 slices), the largest; dropped 2 (8)" in n for n in d["notes"])
-    assert any("1 slice with a duplicate InstanceNumber dropped" in n for n in d["notes"])
+    assert any("1 re-sent slice dropped (an InstanceNumber repeated at a position" in n for n in d["notes"])
     reason = d["chosen_because"]
     assert "ORIGINAL preferred over DERIVED" in reason
     assert "localizers are not volumes" in reason

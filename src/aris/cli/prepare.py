@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -142,7 +143,9 @@ def _one_input(path: Path, kind: str) -> bool:
     from aris.inputs.detect import detect_kind
 
     try:
-        detect_kind(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # read() records library warnings; this is only a probe
+            detect_kind(path)
     except InputError:
         return False  # not one recognisable input: read it file by file, reporting the bad ones
     return True
@@ -255,7 +258,14 @@ def prepare_cmd(
         return
 
     items = sorted(p for p in input_path.iterdir() if not p.name.startswith((".", "__MACOSX")))
-    table = _table(f"prepared {len(items)} inputs into {escape(str(out))}")
+    if not items:
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(input_path))}: empty folder, nothing to prepare",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
+    table = _table("")
     entries: list[dict[str, Any]] = []
     with Progress(
         TextColumn("{task.description}"),
@@ -313,9 +323,13 @@ def prepare_cmd(
         },
         out / MANIFEST,
     )
-    console.print(table)
+    prepared_n = len(entries) - len(failed)
+    if prepared_n:
+        table.title = f"prepared {prepared_n} of {len(items)} inputs into {escape(str(out))}"
+        console.print(table)
     if failed:
-        err_console.print(f"[bold red]{len(failed)} of {len(items)} inputs could not be read:[/]")
+        head = "nothing prepared: " if not prepared_n else ""
+        err_console.print(f"[bold red]{head}{len(failed)} of {len(items)} inputs could not be read:[/]")
         for entry in failed:
             err_console.print(f"  {entry['error']}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(2 if len(failed) == len(items) else 1)

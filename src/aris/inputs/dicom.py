@@ -11,6 +11,7 @@ import functools
 import logging
 import os
 import struct
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,7 @@ def read_header(path: str | Path) -> Dataset:
     Raises
     ------
     CorruptFileError
-        Missing, empty, not DICOM, or damaged beyond parsing.
+        Missing, empty, not DICOM, truncated inside its data set, or damaged beyond parsing.
     """
     path = Path(path)
     try:
@@ -58,13 +59,13 @@ def read_header(path: str | Path) -> Dataset:
     if size == 0:
         raise CorruptFileError(path, "empty file (0 bytes)")
     try:
-        return pydicom.dcmread(path, defer_size=DEFER_BYTES)
+        return dcmread_checked(path, path, defer_size=DEFER_BYTES)
     except InvalidDicomError as e:
         # No 'DICM' marker. Old ACR-NEMA style files start straight with a group 0008 element; read
         # those, and only those, without the marker (forcing arbitrary bytes yields garbage data sets).
         if _starts_like_raw_dataset(path):
             try:
-                ds = pydicom.dcmread(path, defer_size=DEFER_BYTES, force=True)
+                ds = dcmread_checked(path, path, defer_size=DEFER_BYTES, force=True)
             except _READ_ERRORS as e2:
                 raise CorruptFileError(path, "damaged DICOM data set (cannot be parsed)") from e2
             if len(ds) > 0 and ("SOPClassUID" in ds or any(k in ds for k in PIXEL_KEYWORDS)):
@@ -74,10 +75,35 @@ def read_header(path: str | Path) -> Dataset:
         raise CorruptFileError(path, f"damaged DICOM file ({type(e).__name__} while parsing)") from e
 
 
+_TRUNCATION_SIGNS = ("End of file reached before delimiter", "ended before the end of the sequence")
+
+
+def dcmread_checked(source: Any, name: str | Path, **kwargs: Any) -> Dataset:
+    """``pydicom.dcmread`` that turns pydicom's end-of-file warnings into a truncation error.
+
+    pydicom reads a file that ends inside an encapsulated (compressed) pixel data item as a data set
+    with that element, or everything, missing, and only warns; taken at face value that is "a DICOM
+    object without pixel data". Any other warning pydicom gives is passed on (``aris.inputs.read``
+    records it in the provenance, not on the console).
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = pydicom.dcmread(source, **kwargs)
+    for w in caught:
+        message = str(w.message)
+        if any(sign in message for sign in _TRUNCATION_SIGNS):
+            raise CorruptFileError(
+                name, "truncated: the file ends inside its data (pydicom found no closing delimiter)"
+            )
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return ds
+
+
 def _starts_like_raw_dataset(path: Path) -> bool:
     with path.open("rb") as f:
         head = f.read(4)
-    return head[:2] in (b"\x08\x00", b"\x00\x08") and len(head) == 4
+    return len(head) == 4 and (head[:2] == b"\x08\x00" and head[3] == 0 or head[:3] == b"\x00\x08\x00")
 
 
 def sop_class(ds: Dataset) -> UID | None:
@@ -141,10 +167,23 @@ def check_pixels(ds: Dataset, path: str | Path) -> None:
         if expects_pixels(ds):
             raise CorruptFileError(path, f"a {sop_class_name(ds)} file without pixel data (truncated?)")
         raise NoPixelDataError(path, f"a {sop_class_name(ds)} object holds no image (no Pixel Data)")
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and len(meta) > 0 and "TransferSyntaxUID" not in meta:
+        raise CorruptFileError(
+            path,
+            "the file meta has no Transfer Syntax UID (0002,0010): how the pixel data are encoded is unknown",
+        )
+    missing = [name for tag, name in _PIXEL_MODULE if tag not in ds]
+    if missing and "PixelData" in ds:
+        raise CorruptFileError(
+            path, f"the header lacks {', '.join(missing)}, needed to decode the pixel data"
+        )
     raw = ds.get_item("PixelData", keep_deferred=True) if "PixelData" in ds else None
     value_tell = getattr(raw, "value_tell", None)
     length = getattr(raw, "length", None)
-    if value_tell is not None and length not in (None, 0xFFFFFFFF):
+    # In a deflated file offsets count in the inflated stream, not in the file on disk.
+    deflated = transfer_syntax(ds) == DEFLATED
+    if value_tell is not None and length not in (None, 0xFFFFFFFF) and not deflated:
         size = Path(path).stat().st_size
         if value_tell + length > size:
             raise CorruptFileError(
@@ -164,6 +203,19 @@ def check_pixels(ds: Dataset, path: str | Path) -> None:
         raise UnsupportedTransferSyntaxError(
             path, f"pixel data is encoded as {ts.name}; install a decoder for it ({missing})"
         )
+
+
+DEFLATED = UID("1.2.840.10008.1.2.1.99")
+_PIXEL_MODULE = (
+    (0x00280002, "Samples per Pixel (0028,0002)"),
+    (0x00280004, "Photometric Interpretation (0028,0004)"),
+    (0x00280010, "Rows (0028,0010)"),
+    (0x00280011, "Columns (0028,0011)"),
+    (0x00280100, "Bits Allocated (0028,0100)"),
+    (0x00280101, "Bits Stored (0028,0101)"),
+    (0x00280103, "Pixel Representation (0028,0103)"),
+)
+"""Image Pixel attributes pydicom needs to decode integer Pixel Data."""
 
 
 def decode(ds: Dataset, path: str | Path, index: int | None = None) -> np.ndarray:
@@ -186,9 +238,20 @@ def decode(ds: Dataset, path: str | Path, index: int | None = None) -> np.ndarra
             f"pixel data encoded as {transfer_syntax(ds).name} could not be decoded ({type(e).__name__})",
         ) from e
     except (*_READ_ERRORS, OSError) as e:
-        raise CorruptFileError(
-            path, f"pixel data cannot be decoded: truncated or damaged ({type(e).__name__})"
-        ) from e
+        raise CorruptFileError(path, _decode_problem(e)) from e
+
+
+def _decode_problem(e: BaseException) -> str:
+    """What a decode failure says about the file, in words that match what is wrong with it."""
+    text = str(e)
+    if "Missing required element" in text or "has no (0002,0010)" in text:
+        what = text.split(":", 1)[-1].strip().strip(".")
+        return f"the header lacks {what}, needed to decode the pixel data"
+    if "is invalid" in text and "(0028," in text:
+        return f"a pixel description in the header is invalid ({text.split(',', 1)[0]}...)"
+    if isinstance(e, EOFError) or "end of file" in text.lower() or "truncat" in text.lower():
+        return f"truncated: the pixel data end early ({type(e).__name__})"
+    return f"pixel data cannot be decoded: damaged ({type(e).__name__}: {text[:120]})"
 
 
 def _frames(ds: Dataset) -> int:

@@ -39,13 +39,16 @@ from aris.inputs.archive import safe_extract
 from aris.inputs.base import PreparedInput
 from aris.inputs.errors import CorruptFileError, SeriesError
 from aris.inputs.volume import (
+    AXIAL_TOLERANCE_DEG,
     CT_WINDOWS,
+    MIN_TRAINED_SLICES,
     ct_lut,
     envelope_warnings,
     minmax_grey,
     sample_indices,
     slice_normal,
     slice_parts,
+    tilt_from_axial,
     window_ct,
 )
 from aris.types import Provenance
@@ -109,7 +112,16 @@ class Volume:
 
     @property
     def localizer(self) -> bool:
-        return "LOCALIZER" in self.image_type
+        return any(t in self.image_type for t in ("LOCALIZER", "SCOUT", "TOPOGRAM"))
+
+    @property
+    def localizer_like(self) -> bool:
+        """A localizer, or too few slices to be a volume (a scout often lacks the LOCALIZER type)."""
+        return self.localizer or len(self.slices) < MIN_TRAINED_SLICES
+
+    @property
+    def axial(self) -> bool:
+        return self.normal is not None and tilt_from_axial(self.normal) <= AXIAL_TOLERANCE_DEG
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -157,7 +169,7 @@ def read_series(
     wanted = _wanted_modality(modality, source)
     with ExitStack() as stack:
         label, files = _collect(source, stack)
-        refs, skipped = _scan(files, single=len(files) == 1)
+        refs, skipped = _scan(files, single=len(files) == 1, root=label)
         volumes = [_make_volume(uid, group) for uid, group in _group(refs).items()]
         chosen, reason = _choose(volumes, label, wanted, series_uid, skipped)
         return _render(chosen, reason, volumes, skipped, label, wanted)
@@ -211,7 +223,9 @@ def _hidden(path: Path, root: Path) -> bool:
 # -- scanning headers -------------------------------------------------------------------------------
 
 
-def _scan(files: list[Path], *, single: bool) -> tuple[list[SliceRef], list[tuple[str, str]]]:
+def _scan(
+    files: list[Path], *, single: bool, root: Path | None = None
+) -> tuple[list[SliceRef], list[tuple[str, str]]]:
     """SliceRefs for every CT/MR image file; (name, reason) for everything skipped.
 
     With a single file, its problem is raised (naming it) instead of being reported.
@@ -246,17 +260,27 @@ def _scan(files: list[Path], *, single: bool) -> tuple[list[SliceRef], list[tupl
         except InputError as e:
             if single:
                 raise
-            skipped.append((path.name, e.problem))
+            skipped.append((_shown(path, root), e.problem))
             continue
         sop = dicom.sop_class_name(ds)
         if "CT Image Storage" not in sop and "MR Image Storage" not in sop:
             reason = f"a {sop} object, not a CT or MR image"
             if single:
                 raise SeriesError(path, reason)
-            skipped.append((path.name, reason))
+            skipped.append((_shown(path, root), reason))
             continue
         refs.extend(_refs(path, ds))
     return refs, skipped
+
+
+def _shown(path: Path, root: Path | None) -> str:
+    """A skipped file's name as the user knows it: relative to the folder given (sub-folders kept)."""
+    if root is not None and root.is_dir():
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return path.name
 
 
 def _refs(path: Path, ds: Dataset) -> list[SliceRef]:
@@ -426,8 +450,13 @@ def _none_last(a: int | None) -> int:
 def _drop_duplicate_instances(
     refs: list[SliceRef], where: dict[int, float], notes: list[str]
 ) -> list[SliceRef]:
-    """One slice per (InstanceNumber, frame). Of duplicates, keep the one at a position no other
-    instance occupies (a re-sent file usually repeats a neighbour's image), then the first by name."""
+    """Drop re-sent files: a repeated (InstanceNumber, frame) at a position another slice already holds.
+
+    Scanners that number each acquisition from 1 repeat InstanceNumbers at different positions: those
+    slices are all kept. A re-sent file repeats its number at an occupied place (its own, or the
+    neighbour's image it duplicates): of each such group the slices at free positions are kept,
+    first by file name, and the rest dropped.
+    """
     by_key: dict[tuple[int, int], list[SliceRef]] = defaultdict(list)
     plain: list[SliceRef] = []
     for r in refs:
@@ -438,15 +467,22 @@ def _drop_duplicate_instances(
     if all(len(g) == 1 for g in by_key.values()):
         return refs
     kept = [g[0] for g in by_key.values() if len(g) == 1] + plain
+    occupied = sorted(where[id(r)] for r in kept)
     dropped = 0
     for g in by_key.values():
         if len(g) == 1:
             continue
-        occupied = [where[id(r)] for r in kept]
-        best = min(g, key=lambda r: (_overlaps([where[id(r)]], occupied), r.path.name, r.frame or 0))
-        kept.append(best)
-        dropped += len(g) - 1
-    notes.append(f"{dropped} slice{'s' if dropped != 1 else ''} with a duplicate InstanceNumber dropped")
+        for r in sorted(g, key=lambda r: (_overlaps([where[id(r)]], occupied), r.path.name, r.frame or 0)):
+            if _overlaps([where[id(r)]], occupied):
+                dropped += 1
+                continue
+            kept.append(r)
+            bisect.insort(occupied, where[id(r)])
+    if dropped:
+        notes.append(
+            f"{dropped} re-sent slice{'s' if dropped != 1 else ''} dropped "
+            "(an InstanceNumber repeated at a position another slice holds)"
+        )
     return kept
 
 
@@ -485,8 +521,8 @@ def _choose(
             label, f"{what}; found " + "; ".join(_describe(v) for v in volumes) + _skipped_summary(skipped)
         )
 
-    def rank(v: Volume) -> tuple[bool, bool, bool, int]:
-        return (v.modality in VOLUME_MODALITIES, not v.localizer, not v.derived, len(v.slices))
+    def rank(v: Volume) -> tuple[bool, bool, bool, bool, int]:
+        return (v.modality in VOLUME_MODALITIES, not v.localizer_like, v.axial, not v.derived, len(v.slices))
 
     pool.sort(key=rank, reverse=True)
     best = pool[0]
@@ -498,9 +534,15 @@ def _choose(
         reasons.append(f"{sum(1 for v in others if v.unusable)} other series cannot be ordered")
     if any(v.localizer for v in others if not v.unusable):
         reasons.append("localizers are not volumes")
+    if not best.localizer_like and any(
+        v.localizer_like and not v.localizer and not v.unusable for v in others
+    ):
+        reasons.append(f"series of fewer than {MIN_TRAINED_SLICES} slices are not volumes")
+    if best.axial and any(not v.axial and not v.unusable for v in others):
+        reasons.append("axial preferred (MedGemma was trained on axial slices)")
     if not best.derived and any(v.derived and not v.unusable for v in others):
         reasons.append("ORIGINAL preferred over DERIVED")
-    same_tier = [v for v in pool[1:] if rank(v)[:3] == rank(best)[:3]]
+    same_tier = [v for v in pool[1:] if rank(v)[:4] == rank(best)[:4]]
     if same_tier:
         reasons.append(f"most slices ({len(best.slices)} vs {max(len(v.slices) for v in same_tier)})")
     elif wanted and len(pool) == 1:
@@ -575,6 +617,7 @@ def _render(
         "files": [vol.slices[i].name for i in indices],
         "notes": list(vol.notes),
         "skipped_files": len(skipped),
+        "skipped": [{"file": name, "reason": why} for name, why in skipped],
     }
     rgb: Sequence[Image.Image] | np.ndarray
     if kind == "ct":

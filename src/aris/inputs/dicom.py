@@ -34,6 +34,15 @@ from aris.inputs.errors import (
 
 logger = logging.getLogger(__name__)
 
+
+def _not_a_warning_copy(record: logging.LogRecord) -> bool:
+    """pydicom logs every warning it also raises (``warn_and_log``); the warning reaches the provenance
+    through ``aris.inputs.read``, so the log copy (which can hold file paths) is dropped."""
+    return record.funcName != "warn_and_log"
+
+
+logging.getLogger("pydicom").addFilter(_not_a_warning_copy)
+
 DEFER_BYTES = 4096
 """Values larger than this (pixel data, big LUTs) are read from disk only when used."""
 

@@ -104,14 +104,18 @@ def test_library_warnings_go_into_the_provenance_without_paths(caplog: pytest.Lo
     assert not any("site-packages" in w for w in padded.provenance.warnings)
 
 
-@pytest.mark.parametrize(("modality", "name"), [("CT", "a CT image"), ("US", "an? ultrasound image"), ("MR", "a MR image")])
+@pytest.mark.parametrize(
+    ("modality", "name"), [("CT", "a CT image"), ("US", "an? ultrasound image"), ("MR", "a MR image")]
+)
 def test_cxr_kind_refuses_another_modality_naming_it(
     samples: Any, tmp_path: Path, modality: str, name: str
 ) -> None:
     ds = pydicom.dcmread(samples("dicom/ct/CT_small.dcm"))
     ds.Modality = modality
     ds.save_as(tmp_path / "x.dcm")
-    with pytest.raises(UnsupportedFormatError, match=rf"{name} \(DICOM Modality {modality}\), not a chest X-ray"):
+    with pytest.raises(
+        UnsupportedFormatError, match=rf"{name} \(DICOM Modality {modality}\), not a chest X-ray"
+    ):
         read(tmp_path / "x.dcm", "cxr")
     assert read(tmp_path / "x.dcm", "image").kind == "image"  # read as what it is, it is fine
 
@@ -130,7 +134,9 @@ def test_cxr_kind_on_a_radiograph_of_another_part_warns(samples: Any, tmp_path: 
 def test_ct_kind_on_an_mr_nifti_warns_naming_it(samples: Any) -> None:
     prepared = read(samples("nifti/anatomical.nii"), "ct")
     assert any("not CT in Hounsfield units (an MR volume?)" in w for w in prepared.provenance.warnings)
-    assert not any("Hounsfield" in w for w in read(samples("nifti/anatomical.nii"), "mri").provenance.warnings)
+    assert not any(
+        "Hounsfield" in w for w in read(samples("nifti/anatomical.nii"), "mri").provenance.warnings
+    )
 
 
 def test_mri_kind_on_a_ct_nifti_warns(tmp_path: Path) -> None:
@@ -146,13 +152,17 @@ def test_sagittal_anisotropic_nifti_warns_like_the_dicom_path(tmp_path: Path) ->
     # voxel axes: i -> posterior-anterior (1 mm), j -> inferior-superior (1 mm), k -> left-right (4 mm):
     # a stack of sagittal slices 4 mm apart. Shown as axial, each image is 4 mm x 1 mm pixels.
     affine = np.array([[0, 0, 4.0, 0], [1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1]])
-    nib.save(nib.Nifti1Image(np.arange(16 * 16 * 8, dtype=np.int16).reshape(16, 16, 8), affine), tmp_path / "s.nii")
+    nib.save(
+        nib.Nifti1Image(np.arange(16 * 16 * 8, dtype=np.int16).reshape(16, 16, 8), affine), tmp_path / "s.nii"
+    )
     warnings_ = read(tmp_path / "s.nii", "mri").provenance.warnings
     assert any(w.startswith("the file holds sagittal slices (axes ASR)") for w in warnings_), warnings_
     assert any(w.startswith("axial pixels are 4 x 1 mm (not square)") for w in warnings_), warnings_
     axial = nib.Nifti1Image(np.zeros((16, 16, 8), dtype=np.int16), np.diag([1.0, 1.0, 3.0, 1.0]))
     nib.save(axial, tmp_path / "a.nii")
-    assert not any("slices (axes" in w or "not square" in w for w in read(tmp_path / "a.nii", "mri").provenance.warnings)
+    assert not any(
+        "slices (axes" in w or "not square" in w for w in read(tmp_path / "a.nii", "mri").provenance.warnings
+    )
 
 
 def test_copied_public_deflated_file_in_a_folder_is_one_image(tmp_path: Path) -> None:

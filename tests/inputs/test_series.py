@@ -299,7 +299,11 @@ def test_axial_volume_is_chosen_over_a_one_slice_sagittal_scout(mv: Any, tmp_pat
     mv.make_series(
         tmp_path,
         mv.SeriesSpec(
-            n_slices=1, size=16, orientation="sagittal", image_type=("ORIGINAL", "PRIMARY", "OTHER"), name_prefix="S"
+            n_slices=1,
+            size=16,
+            orientation="sagittal",
+            image_type=("ORIGINAL", "PRIMARY", "OTHER"),
+            name_prefix="S",
         ),
     )
     prepared = read_series(tmp_path)

@@ -28,7 +28,9 @@ def test_an_ambiguous_date_keeps_the_row_as_printed_with_a_note() -> None:
 def test_the_task_keeps_the_page_and_warns(samples) -> None:  # type: ignore[no-untyped-def]
     from aris.inputs import read
 
-    page = json.dumps([{"name": "Sodium", "result": "139", "unit": "mmol/L", "sample_collection_time": "02/09/2025"}])
+    page = json.dumps(
+        [{"name": "Sodium", "result": "139", "unit": "mmol/L", "sample_collection_time": "02/09/2025"}]
+    )
     engine = FakeEngine(replies=[page] * 8)
     pdf = read(samples("lab/synthetic_lab_report.pdf"), "pdf")
     result = get_task("lab-extract").run(engine, [pdf])

@@ -207,7 +207,9 @@ def _record_library_warnings(prepared: PreparedInput, caught: list[warnings.Warn
     """
     for w in caught:
         origin = Path(w.filename).parts
-        library = next((p for p in ("pydicom", "nibabel", "PIL", "tifffile", "pypdfium2") if p in origin), None)
+        library = next(
+            (p for p in ("pydicom", "nibabel", "PIL", "tifffile", "pypdfium2") if p in origin), None
+        )
         text = _PATH.sub(r"\1", str(w.message)).strip()
         line = f"{library or 'library'}: {text}"
         if text and line not in prepared.provenance.warnings:

@@ -23,6 +23,7 @@ import gzip
 import json
 import logging
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -45,6 +46,13 @@ SOP_MR = {"1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.4.1", "1.2.840.1
 SOP_DICOMDIR = "1.2.840.10008.1.3.10"
 RADIOGRAPH_MODALITIES = {"CR", "DX"}
 NON_IMAGE_MODALITIES = {"SR", "KO", "PR", "SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "REG", "DOC"}
+
+PIXEL_BEARING = {"SEG": "segmentation masks", "RTDOSE": "a radiation dose grid"}  # pixels, but no picture
+
+
+def _has_pixels(ds: Any) -> bool:
+    return any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+
 
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"GIF87a", b"GIF89a")
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -120,12 +128,14 @@ def _detect_file(path: Path, head: bytes) -> Kind:
 def _dicom_header(source: Path | IO[bytes], name: Path | None = None) -> Any:
     from pydicom.errors import InvalidDicomError
 
-    from aris.inputs.dicom import dcmread_checked
+    from aris.inputs.dicom import dcmread_checked, read_failure
 
     label = name or source
     try:
         ds = dcmread_checked(source, label, stop_before_pixels=False, defer_size=256, force=True)  # type: ignore[arg-type]
-    except (InvalidDicomError, EOFError, ValueError, TypeError, KeyError, OSError) as e:
+    except (OSError, zlib.error) as e:
+        raise CorruptFileError(label, read_failure(e)) from e  # type: ignore[arg-type]
+    except (InvalidDicomError, EOFError, ValueError, TypeError, KeyError) as e:
         raise CorruptFileError(label, f"damaged DICOM header ({type(e).__name__})") from e  # type: ignore[arg-type]
     if len(ds) == 0:
         raise CorruptFileError(label, "damaged DICOM file: no data elements could be read")  # type: ignore[arg-type]
@@ -141,8 +151,18 @@ def dicom_kind(ds: Any, path: Path) -> Kind:
     if sop == SOP_WSI or modality == "SM":
         return "wsi"
     if modality in NON_IMAGE_MODALITIES:
+        what = PIXEL_BEARING.get(modality) if _has_pixels(ds) else None
+        if what:
+            raise NoPixelDataError(path, f"a DICOM {modality} object: {what}, not an image for the model")
         raise NoPixelDataError(path, f"a DICOM {modality} object holds no image for the model")
-    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+    if not _has_pixels(ds):
+        from aris.inputs.dicom import expects_pixels, sop_class_name
+
+        if expects_pixels(ds):  # an image object: cut short between elements, or stored without it
+            raise CorruptFileError(
+                path,
+                f"a {sop_class_name(ds)} file whose image is missing: no Pixel Data (cut short or stripped)",
+            )
         raise NoPixelDataError(path, f"DICOM object without pixel data (Modality {modality or 'unset'})")
     if sop == SOP_SECONDARY_CAPTURE or sop.startswith(SOP_SECONDARY_CAPTURE + "."):
         return "image"  # a screenshot or photo: no geometry for a volume, whatever the Modality says

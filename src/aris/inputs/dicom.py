@@ -12,6 +12,7 @@ import logging
 import os
 import struct
 import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,18 @@ def read_header(path: str | Path) -> Dataset:
         raise CorruptFileError(path, "not a DICOM file (no 'DICM' marker and no DICOM data set)") from e
     except _READ_ERRORS as e:
         raise CorruptFileError(path, f"damaged DICOM file ({type(e).__name__} while parsing)") from e
+    except (OSError, zlib.error) as e:
+        raise CorruptFileError(path, read_failure(e)) from e
+
+
+def read_failure(e: BaseException) -> str:
+    """Why pydicom could not parse a file, for the errors that say more than "damaged"."""
+    text = str(e)
+    if isinstance(e, zlib.error):
+        return "truncated or damaged deflated data set (it cannot be inflated)"
+    if "No tag to read" in text or "end of file" in text.lower():
+        return "truncated: the file ends inside its data"
+    return f"damaged DICOM file ({type(e).__name__} while parsing)"
 
 
 _TRUNCATION_SIGNS = ("End of file reached before delimiter", "ended before the end of the sequence")
@@ -104,15 +117,42 @@ def dcmread_checked(source: Any, name: str | Path, **kwargs: Any) -> Dataset:
             raise CorruptFileError(
                 name, "truncated: the file ends inside its data (pydicom found no closing delimiter)"
             )
+    cut = _cut_inside(ds, source)
+    if cut is not None:
+        raise CorruptFileError(name, f"truncated: the file ends inside element {cut}")
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return ds
 
 
+def _cut_inside(ds: Dataset, source: Any) -> str | None:
+    """The tag of the last element when its value runs past the end of the file, else None.
+
+    pydicom stops quietly at the end of a file, keeping a short (or deferred, never read) last value,
+    so a file cut anywhere but inside encapsulated pixel data parses as a shorter, valid-looking data
+    set. Elements are in tag order, so the last one tells.
+    """
+    if not isinstance(source, str | Path) or len(ds) == 0:
+        return None
+    if transfer_syntax(ds) == DEFLATED:
+        return None  # offsets count in the inflated stream
+    tag = list(ds.keys())[-1]
+    raw = ds.get_item(tag, keep_deferred=True)
+    tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", None)
+    if tell is None or length in (None, 0xFFFFFFFF):
+        return None
+    size = os.path.getsize(source)
+    if tell + length > size:
+        return str(BaseTag(tag))
+    if 0 < size - (tell + length) < 8:  # a few bytes left: an element header cut short
+        return f"after {BaseTag(tag)}"
+    return None
+
+
 def _starts_like_raw_dataset(path: Path) -> bool:
     with path.open("rb") as f:
         head = f.read(4)
-    return len(head) == 4 and (head[:2] == b"\x08\x00" and head[3] == 0 or head[:3] == b"\x00\x08\x00")
+    return len(head) == 4 and ((head[:2] == b"\x08\x00" and head[3] == 0) or head[:3] == b"\x00\x08\x00")
 
 
 def sop_class(ds: Dataset) -> UID | None:
@@ -171,10 +211,12 @@ def check_pixels(ds: Dataset, path: str | Path) -> None:
     if is_dicomdir(ds):
         raise NoPixelDataError(path, "a DICOMDIR (media index) holds no image; open the folder instead")
     if not has_pixels(ds):
-        if expects_pixels(ds) and "Rows" not in ds:
-            raise CorruptFileError(path, f"truncated: a {sop_class_name(ds)} file that ends before its image")
         if expects_pixels(ds):
-            raise CorruptFileError(path, f"a {sop_class_name(ds)} file without pixel data (truncated?)")
+            # A file cut exactly between two elements and one stored without its image read the same.
+            raise CorruptFileError(
+                path,
+                f"a {sop_class_name(ds)} file whose image is missing: no Pixel Data (cut short or stripped)",
+            )
         raise NoPixelDataError(path, f"a {sop_class_name(ds)} object holds no image (no Pixel Data)")
     meta = getattr(ds, "file_meta", None)
     if meta is not None and len(meta) > 0 and "TransferSyntaxUID" not in meta:
@@ -182,10 +224,10 @@ def check_pixels(ds: Dataset, path: str | Path) -> None:
             path,
             "the file meta has no Transfer Syntax UID (0002,0010): how the pixel data are encoded is unknown",
         )
-    missing = [name for tag, name in _PIXEL_MODULE if tag not in ds]
-    if missing and "PixelData" in ds:
+    absent = [name for tag, name in _PIXEL_MODULE if tag not in ds]
+    if absent and "PixelData" in ds:
         raise CorruptFileError(
-            path, f"the header lacks {', '.join(missing)}, needed to decode the pixel data"
+            path, f"the header lacks {', '.join(absent)}, needed to decode the pixel data"
         )
     raw = ds.get_item("PixelData", keep_deferred=True) if "PixelData" in ds else None
     value_tell = getattr(raw, "value_tell", None)
@@ -256,6 +298,8 @@ def _decode_problem(e: BaseException) -> str:
     if "Missing required element" in text or "has no (0002,0010)" in text:
         what = text.split(":", 1)[-1].strip().strip(".")
         return f"the header lacks {what}, needed to decode the pixel data"
+    if "invalid literal" in text:
+        return f"a header value is invalid ({text[:80]})"
     if "is invalid" in text and "(0028," in text:
         return f"a pixel description in the header is invalid ({text.split(',', 1)[0]}...)"
     if isinstance(e, EOFError) or "end of file" in text.lower() or "truncat" in text.lower():

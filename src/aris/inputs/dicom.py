@@ -119,14 +119,14 @@ def dcmread_checked(source: Any, name: str | Path, **kwargs: Any) -> Dataset:
             )
     cut = _cut_inside(ds, source)
     if cut is not None:
-        raise CorruptFileError(name, f"truncated: the file ends inside element {cut}")
+        raise CorruptFileError(name, f"truncated: {cut}")
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return ds
 
 
 def _cut_inside(ds: Dataset, source: Any) -> str | None:
-    """The tag of the last element when its value runs past the end of the file, else None.
+    """How the file is cut short, when its last element runs past the end of the file; else None.
 
     pydicom stops quietly at the end of a file, keeping a short (or deferred, never read) last value,
     so a file cut anywhere but inside encapsulated pixel data parses as a shorter, valid-looking data
@@ -143,9 +143,11 @@ def _cut_inside(ds: Dataset, source: Any) -> str | None:
         return None
     size = os.path.getsize(source)
     if tell + length > size:
-        return str(BaseTag(tag))
+        if tag == _PIXEL_DATA:
+            return f"pixel data needs {length} bytes, the file holds {max(0, size - tell)}"
+        return f"the file ends inside element {BaseTag(tag)}"
     if 0 < size - (tell + length) < 8:  # a few bytes left: an element header cut short
-        return f"after {BaseTag(tag)}"
+        return f"the file ends inside the element after {BaseTag(tag)}"
     return None
 
 

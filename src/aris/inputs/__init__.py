@@ -135,8 +135,18 @@ def _is_nifti(path: Path) -> bool:
         return _nifti_magic(path, f.read(HEAD))
 
 
+# The built-in readers, declared above: checking a kind or an option against these imports nothing.
+# Plugins are consulted (which imports each plugin's module) only for what the built-ins do not know.
+_BUILTIN: dict[str, Reader] = {name: READERS.get(name) for name in ("cxr", "image", "ct", "mri", "wsi", "pdf", "fhir")}
+
+
 def _all_options() -> frozenset[str]:
     return frozenset(o for _, r in READERS.items() for o in r.options)
+
+
+def _unknown_options(options: dict[str, Any]) -> set[str]:
+    unknown = set(options) - {o for r in _BUILTIN.values() for o in r.options}
+    return unknown - _all_options() if unknown else unknown
 
 
 def _scheme(path: object) -> str | None:
@@ -217,10 +227,10 @@ def _record_library_warnings(prepared: PreparedInput, caught: list[warnings.Warn
 
 
 def _read(path: str | Path | Sequence[str | Path], kind: str, options: dict[str, Any]) -> PreparedInput:
-    if kind not in kinds():
+    if kind not in _BUILTIN and kind != "auto" and kind not in kinds():
         raise ConfigError(f"unknown input kind {kind!r}; choose one of {', '.join(kinds())}")
     options = {_ALIASES.get(k, k): v for k, v in options.items()}
-    unknown = set(options) - _all_options()
+    unknown = _unknown_options(options)
     if unknown:
         raise ConfigError(f"unknown input option(s) {', '.join(sorted(unknown))}")
     if _scheme(path) is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import logging
 import tempfile
+import threading
 import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -38,6 +39,7 @@ from aris.inputs import dicom
 from aris.inputs.archive import safe_extract
 from aris.inputs.base import PreparedInput
 from aris.inputs.errors import CorruptFileError, SeriesError
+from aris.inputs.parallel import pmap
 from aris.inputs.volume import (
     AXIAL_TOLERANCE_DEG,
     CT_WINDOWS,
@@ -656,40 +658,57 @@ def _render(
 
 
 def _ct_slices(chosen: list[SliceRef], label: Path) -> list[Image.Image]:
-    """Decode only the chosen slices and window them by table lookup.
+    """Decode only the chosen slices and window them by table lookup, a thread per core.
 
     A slice's 16-bit stored values can take only 65,536 values, so the three windows are computed
     once per distinct rescale for all of them (the same arithmetic, element for element) and each
     pixel becomes one lookup. The table holds RGBX words, which Pillow unpacks to RGB in C.
+    Decoders and the lookup release the GIL (aris.inputs.parallel), so slices decode side by side.
     """
     luts: dict[tuple[Any, ...], np.ndarray] = {}
-    images: list[Image.Image] = []
-    for ref in chosen:
-        if ref.summary is not None and ref.summary.native_16bit_grey:
-            stored = dicom.read_native(ref.path, ref.summary)
-            rds = ref.summary.rescale()
-            modality_lut = False
-        else:
-            stored = _decode(ref)
-            rds = dicom.rescale_dataset(ref.dataset(), ref.frame)
-            modality_lut = "ModalityLUTSequence" in rds
+    lock = threading.Lock()
+
+    def one(ref: SliceRef) -> Image.Image:
+        stored, rds, modality_lut = _stored(ref)
         domain = _domain(stored)
         if domain is None or modality_lut:
-            images.append(Image.fromarray(window_ct(apply_modality_lut(stored, rds)), "RGB"))
-            continue
+            return Image.fromarray(window_ct(apply_modality_lut(stored, rds)), "RGB")
         key = (stored.dtype.str, str(rds.get("RescaleSlope")), str(rds.get("RescaleIntercept")))
-        lut = luts.get(key)
-        if lut is None:
-            rgbx = np.zeros((domain.size, 4), dtype=np.uint8)
-            rgbx[:, :3] = ct_lut(apply_modality_lut(domain, rds))
-            lut = luts[key] = rgbx.view("<u4").ravel()
+        with lock:
+            lut = luts.get(key)
+            if lut is None:
+                rgbx = np.zeros((domain.size, 4), dtype=np.uint8)
+                rgbx[:, :3] = ct_lut(apply_modality_lut(domain, rds))
+                lut = luts[key] = rgbx.view("<u4").ravel()
         # Index by the bit pattern: the table was built in that order.
         index: np.ndarray[Any, np.dtype[np.unsignedinteger[Any]]] = stored.view(
             np.uint16 if stored.itemsize == 2 else np.uint8
         )
         packed = np.take(lut, index)
-        images.append(Image.frombytes("RGB", (stored.shape[1], stored.shape[0]), packed, "raw", "RGBX"))
-    return images
+        return Image.frombytes("RGB", (stored.shape[1], stored.shape[0]), packed, "raw", "RGBX")
+
+    _load_shared_pixels(chosen)
+    return pmap(one, chosen)
+
+
+def _stored(ref: SliceRef) -> tuple[np.ndarray, Dataset, bool]:
+    """A slice's stored values, the data set holding its rescale, and whether that is a Modality LUT."""
+    if ref.summary is not None and ref.summary.native_16bit_grey:
+        return dicom.read_native(ref.path, ref.summary), ref.summary.rescale(), False
+    stored = _decode(ref)
+    rds = dicom.rescale_dataset(ref.dataset(), ref.frame)
+    return stored, rds, "ModalityLUTSequence" in rds
+
+
+def _load_shared_pixels(refs: list[SliceRef]) -> None:
+    """Read each multi-frame object's deferred pixel data once, before threads decode its frames."""
+    seen: set[int] = set()
+    for ref in refs:
+        if ref.frame is not None and ref.ds is not None and id(ref.ds) not in seen:
+            seen.add(id(ref.ds))
+            for keyword in dicom.PIXEL_KEYWORDS:
+                if keyword in ref.ds:
+                    _ = ref.ds[keyword].value
 
 
 def _domain(stored: np.ndarray) -> np.ndarray | None:
@@ -706,15 +725,20 @@ def _domain(stored: np.ndarray) -> np.ndarray | None:
 def _mri_slices(
     refs: list[SliceRef], indices: list[int], label: Path
 ) -> tuple[np.ndarray, tuple[float, float]]:
-    """Min-max over the WHOLE volume (every slice is decoded), then keep the chosen slices."""
+    """Min-max over the WHOLE volume (every slice is decoded, a thread per core), then keep the chosen."""
     keep = set(indices)
-    lo, hi = np.inf, -np.inf
-    kept: dict[int, np.ndarray] = {}
-    for i, ref in enumerate(refs):
-        values = apply_modality_lut(_decode(ref), dicom.rescale_dataset(ref.dataset(), ref.frame))
-        lo, hi = min(lo, float(values.min())), max(hi, float(values.max()))
-        if i in keep:
-            kept[i] = values
+
+    def one(item: tuple[int, SliceRef]) -> tuple[float, float, np.ndarray | None]:
+        i, ref = item
+        stored, rds, _ = _stored(ref)
+        values = apply_modality_lut(stored, rds)
+        return float(values.min()), float(values.max()), values if i in keep else None
+
+    _load_shared_pixels(refs)
+    results = pmap(one, list(enumerate(refs)))
+    lo = min(r[0] for r in results)
+    hi = max(r[1] for r in results)
+    kept = {i: r[2] for i, r in enumerate(results) if r[2] is not None}
     return minmax_grey(np.stack([kept[i] for i in indices]), (lo, hi))
 
 

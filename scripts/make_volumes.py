@@ -462,7 +462,7 @@ def make_enhanced(folder: str | Path, spec: SeriesSpec | None = None) -> BuiltSe
     ds = Dataset()
     ds.file_meta = meta
     ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.ImageType = list(spec.image_type[:2]) + ["VOLUME", "NONE"]
+    ds.ImageType = [*spec.image_type[:2], "VOLUME", "NONE"]
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.StudyDate = ds.SeriesDate = ds.ContentDate = "20000101"
@@ -495,7 +495,7 @@ def make_enhanced(folder: str | Path, spec: SeriesSpec | None = None) -> BuiltSe
     measures.SliceThickness = f"{spec.spacing:g}"
     shared.PixelMeasuresSequence = Sequence([measures])
     frame_type = Dataset()
-    frame_type.FrameType = list(spec.image_type[:2]) + ["VOLUME", "NONE"]
+    frame_type.FrameType = [*spec.image_type[:2], "VOLUME", "NONE"]
     shared.setdefault(
         "MRImageFrameTypeSequence" if mr else "CTImageFrameTypeSequence", Sequence([frame_type])
     )
@@ -554,7 +554,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--j2k", action="store_true", help="JPEG 2000 lossless pixel data (not native)")
     p.add_argument("--mr", action="store_true", help="MR Image Storage (no rescale) instead of CT")
     p.add_argument(
-        "--enhanced", action="store_true", help="one Enhanced CT/MR multi-frame object instead of one file a slice"
+        "--enhanced",
+        action="store_true",
+        help="one Enhanced CT/MR multi-frame object instead of one file a slice",
     )
     a = p.parse_args(argv)
     spec = SeriesSpec(
@@ -570,7 +572,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     if a.enhanced:
         built = make_enhanced(a.out, spec)
-        print(f"enhanced: {spec.n_slices} frames of {a.size}x{a.size} in {built.files[0].name}; {built.series_uid}")
+        print(
+            f"enhanced: {spec.n_slices} frames of {a.size}x{a.size} in {built.files[0].name}; {built.series_uid}"
+        )
         return
     if a.study:
         study = make_study(a.out, spec)

@@ -112,7 +112,8 @@ def write_prepared(
 
     # Pillow's zlib encoder releases the GIL, so the PNGs are written a thread per core; the sheet
     # goes first as the longest single job.
-    pmap(save, ([None] if prepared.images else []) + jobs)  # type: ignore[list-item]
+    todo: list[tuple[Image.Image, Path] | None] = [None] if prepared.images else []
+    pmap(save, [*todo, *jobs])
     if task is not None and progress is not None:
         progress.remove_task(task)
     if prepared.text:

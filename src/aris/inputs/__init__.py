@@ -137,7 +137,9 @@ def _is_nifti(path: Path) -> bool:
 
 # The built-in readers, declared above: checking a kind or an option against these imports nothing.
 # Plugins are consulted (which imports each plugin's module) only for what the built-ins do not know.
-_BUILTIN: dict[str, Reader] = {name: READERS.get(name) for name in ("cxr", "image", "ct", "mri", "wsi", "pdf", "fhir")}
+_BUILTIN: dict[str, Reader] = {
+    name: READERS.get(name) for name in ("cxr", "image", "ct", "mri", "wsi", "pdf", "fhir")
+}
 
 
 def _all_options() -> frozenset[str]:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.encaps import get_frame
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import data_element_generator
 from pydicom.pixels.decoders.base import get_decoder
@@ -228,9 +229,7 @@ def check_pixels(ds: Dataset, path: str | Path) -> None:
         )
     absent = [name for tag, name in _PIXEL_MODULE if tag not in ds]
     if absent and "PixelData" in ds:
-        raise CorruptFileError(
-            path, f"the header lacks {', '.join(absent)}, needed to decode the pixel data"
-        )
+        raise CorruptFileError(path, f"the header lacks {', '.join(absent)}, needed to decode the pixel data")
     raw = ds.get_item("PixelData", keep_deferred=True) if "PixelData" in ds else None
     value_tell = getattr(raw, "value_tell", None)
     length = getattr(raw, "length", None)
@@ -283,6 +282,9 @@ def decode(ds: Dataset, path: str | Path, index: int | None = None) -> np.ndarra
         if "PixelData" not in ds:  # float pixel data: only the generic path knows it
             arr = ds.pixel_array
             return arr if index is None or arr.ndim < 3 or _frames(ds) == 1 else arr[index]
+        fast = _j2k_frame(ds, index)
+        if fast is not None:
+            return fast
         arr, _ = get_decoder(transfer_syntax(ds)).as_array(ds, index=index)
         return arr
     except (NotImplementedError, RuntimeError) as e:
@@ -292,6 +294,84 @@ def decode(ds: Dataset, path: str | Path, index: int | None = None) -> np.ndarra
         ) from e
     except (*_READ_ERRORS, OSError) as e:
         raise CorruptFileError(path, _decode_problem(e)) from e
+
+
+# -- JPEG 2000 lossless without the GIL -------------------------------------------------------------
+
+J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
+"""JPEG 2000 Image Compression (Lossless Only): every correct decoder gives the same values."""
+
+
+def decode_j2k_grey(
+    frame: bytes, *, rows: int, columns: int, signed: bool, bits_allocated: int, bits_stored: int
+) -> np.ndarray | None:
+    """One lossless JPEG 2000 grey frame decoded by imagecodecs, which releases the GIL (pydicom's
+    OpenJPEG plugin holds it), or None when anything differs from what pydicom would return: then the
+    caller decodes with pydicom, which applies its corrections (a codestream whose signedness or
+    precision disagrees with the header) and names any error.
+    """
+    try:
+        import imagecodecs
+
+        arr = imagecodecs.jpeg2k_decode(frame)
+    except Exception:  # a missing or failing codec: pydicom decodes it, or says why not
+        return None
+    if bits_allocated not in (8, 16) or not 1 <= bits_stored <= bits_allocated:
+        return None
+    expected = np.dtype(f"{'i' if signed else 'u'}{bits_allocated // 8}")
+    if arr.shape != (rows, columns) or arr.dtype != expected:
+        return None
+    if bits_stored < bits_allocated and arr.size:
+        lo, hi = (
+            (-(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1)
+            if signed
+            else (0, (1 << bits_stored) - 1)
+        )
+        if int(arr.min()) < lo or int(arr.max()) > hi:
+            return None
+    return arr
+
+
+def _j2k_frame(ds: Dataset, index: int | None) -> np.ndarray | None:
+    """The fast path of :func:`decode` for one grey frame of a lossless JPEG 2000 object."""
+    frames = _frames(ds)
+    if str(transfer_syntax(ds)) != J2K_LOSSLESS or (index is None and frames > 1):
+        return None
+    if as_int(ds.get("SamplesPerPixel")) != 1 or "ModalityLUTSequence" in ds:
+        return None
+    try:
+        frame = get_frame(ds.PixelData, index or 0, number_of_frames=frames)
+    except (ValueError, KeyError, IndexError):
+        return None
+    return decode_j2k_grey(
+        frame,
+        rows=as_int(ds.get("Rows")) or 0,
+        columns=as_int(ds.get("Columns")) or 0,
+        signed=as_int(ds.get("PixelRepresentation")) == 1,
+        bits_allocated=as_int(ds.get("BitsAllocated")) or 0,
+        bits_stored=as_int(ds.get("BitsStored")) or 0,
+    )
+
+
+def read_j2k_native(path: str | Path, summary: HeaderSummary) -> np.ndarray | None:
+    """A single-frame lossless JPEG 2000 slice found by the fast scan, decoded without reading a
+    Dataset: the codestream is read from the offset the scan noted. None: decode it with pydicom."""
+    if not summary.j2k_grey:
+        return None
+    try:
+        with open(path, "rb") as f:
+            f.seek(summary.pixel_offset)
+            frame = get_frame(f.read(), 0, number_of_frames=1)
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+    return decode_j2k_grey(
+        frame,
+        rows=summary.rows,
+        columns=summary.columns,
+        signed=summary.pixel_representation == 1,
+        bits_allocated=summary.bits_allocated or 0,
+        bits_stored=summary.bits_stored or 0,
+    )
 
 
 def _decode_problem(e: BaseException) -> str:
@@ -455,6 +535,17 @@ class HeaderSummary:
             and self.pixel_representation in (0, 1)
             and not self.modality_lut
             and self.pixel_length == self.rows * self.columns * 2
+        )
+
+    @property
+    def j2k_grey(self) -> bool:
+        """A lossless JPEG 2000 grey slice: :func:`read_j2k_native` may decode it without the GIL."""
+        return (
+            self.transfer_syntax == J2K_LOSSLESS
+            and self.samples == 1
+            and self.photometric in ("MONOCHROME1", "MONOCHROME2")
+            and self.pixel_length is None
+            and not self.modality_lut
         )
 
     def rescale(self) -> Dataset:

@@ -667,6 +667,7 @@ def _ct_slices(chosen: list[SliceRef], label: Path) -> list[Image.Image]:
     """
     luts: dict[tuple[Any, ...], np.ndarray] = {}
     lock = threading.Lock()
+    scratch = threading.local()
 
     def one(ref: SliceRef) -> Image.Image:
         stored, rds, modality_lut = _stored(ref)
@@ -684,7 +685,12 @@ def _ct_slices(chosen: list[SliceRef], label: Path) -> list[Image.Image]:
         index: np.ndarray[Any, np.dtype[np.unsignedinteger[Any]]] = stored.view(
             np.uint16 if stored.itemsize == 2 else np.uint8
         )
-        packed = np.take(lut, index)
+        # Each thread reuses one RGBX buffer: Pillow copies it into the image, and a fresh megabyte
+        # per slice would only grow the threads' malloc arenas (peak memory, bench/prep_ct.py).
+        packed = getattr(scratch, "packed", None)
+        if packed is None or packed.shape != index.shape:
+            packed = scratch.packed = np.empty(index.shape, dtype=lut.dtype)
+        np.take(lut, index, out=packed)
         return Image.frombytes("RGB", (stored.shape[1], stored.shape[0]), packed, "raw", "RGBX")
 
     _load_shared_pixels(chosen)
@@ -695,6 +701,10 @@ def _stored(ref: SliceRef) -> tuple[np.ndarray, Dataset, bool]:
     """A slice's stored values, the data set holding its rescale, and whether that is a Modality LUT."""
     if ref.summary is not None and ref.summary.native_16bit_grey:
         return dicom.read_native(ref.path, ref.summary), ref.summary.rescale(), False
+    if ref.summary is not None and ref.summary.j2k_grey:
+        fast = dicom.read_j2k_native(ref.path, ref.summary)
+        if fast is not None:
+            return fast, ref.summary.rescale(), False
     stored = _decode(ref)
     rds = dicom.rescale_dataset(ref.dataset(), ref.frame)
     return stored, rds, "ModalityLUTSequence" in rds

@@ -24,6 +24,7 @@ import logging
 import math
 import re
 import tempfile
+import threading
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
@@ -142,6 +143,28 @@ _BUILTIN: dict[str, Reader] = {
 }
 
 
+_IMPORT_LOCK = threading.Lock()
+_IMPORTED: set[str] = set()
+
+
+def _import_once(kind: str) -> None:
+    """Import pydicom and the kind's reader in one thread at a time, the first time.
+
+    pydicom's package imports are circular; two threads importing it at once (a batch's preparing
+    threads, the server's) can see half-initialised modules and fail with ImportError.
+    """
+    if kind in _IMPORTED:
+        return
+    with _IMPORT_LOCK:
+        if kind in _IMPORTED:
+            return
+        import aris.inputs.dicom  # noqa: F401  (pydicom, whole)
+
+        if kind in _BUILTIN or kind in READERS:  # built-ins first: no entry-point scan for them
+            READERS.get(kind).reader()
+        _IMPORTED.add(kind)
+
+
 def _all_options() -> frozenset[str]:
     return frozenset(o for _, r in READERS.items() for o in r.options)
 
@@ -235,6 +258,7 @@ def _read(path: str | Path | Sequence[str | Path], kind: str, options: dict[str,
     unknown = _unknown_options(options)
     if unknown:
         raise ConfigError(f"unknown input option(s) {', '.join(sorted(unknown))}")
+    _import_once(kind)
     if _scheme(path) is not None:
         return _read_source(str(path), kind, options)
     if not isinstance(path, str | Path):
@@ -276,6 +300,7 @@ def _is_dicom(path: Path) -> bool:
 
 
 def _dispatch(source: Path | list[Path], kind: str, options: dict[str, Any]) -> PreparedInput:
+    _import_once(kind)
     r = READERS.get(kind)
     accepted = set(r.options)
     ignored = sorted(set(options) - accepted)

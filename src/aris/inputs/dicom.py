@@ -11,6 +11,7 @@ import functools
 import logging
 import os
 import struct
+import threading
 import warnings
 import zlib
 from collections.abc import Sequence
@@ -302,6 +303,25 @@ J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
 """JPEG 2000 Image Compression (Lossless Only): every correct decoder gives the same values."""
 
 
+_CODEC_LOCK = threading.Lock()
+_JPEG2K: list[Any] = []
+
+
+def jpeg2k_decoder() -> Any:
+    """imagecodecs' ``jpeg2k_decode``, imported once under a lock (call it before starting threads:
+    two threads importing a package at once can see it half-initialised); None without imagecodecs."""
+    if not _JPEG2K:
+        with _CODEC_LOCK:
+            if not _JPEG2K:
+                try:
+                    import imagecodecs
+
+                    _JPEG2K.append(imagecodecs.jpeg2k_decode)
+                except ImportError:
+                    _JPEG2K.append(None)
+    return _JPEG2K[0]
+
+
 def decode_j2k_grey(
     frame: bytes, *, rows: int, columns: int, signed: bool, bits_allocated: int, bits_stored: int
 ) -> np.ndarray | None:
@@ -310,11 +330,12 @@ def decode_j2k_grey(
     caller decodes with pydicom, which applies its corrections (a codestream whose signedness or
     precision disagrees with the header) and names any error.
     """
+    decoder = jpeg2k_decoder()
+    if decoder is None:
+        return None
     try:
-        import imagecodecs
-
-        arr = imagecodecs.jpeg2k_decode(frame)
-    except Exception:  # a missing or failing codec: pydicom decodes it, or says why not
+        arr = decoder(frame)
+    except Exception:  # a failing codec: pydicom decodes it, or says why not
         return None
     if bits_allocated not in (8, 16) or not 1 <= bits_stored <= bits_allocated:
         return None

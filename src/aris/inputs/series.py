@@ -711,7 +711,9 @@ def _stored(ref: SliceRef) -> tuple[np.ndarray, Dataset, bool]:
 
 
 def _load_shared_pixels(refs: list[SliceRef]) -> None:
-    """Read each multi-frame object's deferred pixel data once, before threads decode its frames."""
+    """Before threads start: import the JPEG 2000 codec, and read each multi-frame object's deferred
+    pixel data once, so its frames are decoded side by side from the same bytes."""
+    dicom.jpeg2k_decoder()
     seen: set[int] = set()
     for ref in refs:
         if ref.frame is not None and ref.ds is not None and id(ref.ds) not in seen:

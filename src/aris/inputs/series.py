@@ -736,22 +736,30 @@ def _domain(stored: np.ndarray) -> np.ndarray | None:
 
 def _mri_slices(
     refs: list[SliceRef], indices: list[int], label: Path
-) -> tuple[np.ndarray, tuple[float, float]]:
-    """Min-max over the WHOLE volume (every slice is decoded, a thread per core), then keep the chosen."""
+) -> tuple[list[Image.Image], tuple[float, float]]:
+    """Min-max over the WHOLE volume (every slice decoded, a thread per core), then the chosen slices
+    scaled one by one, so the whole volume is never held as floats at once."""
     keep = set(indices)
 
-    def one(item: tuple[int, SliceRef]) -> tuple[float, float, np.ndarray | None]:
+    def values(item: tuple[int, SliceRef]) -> tuple[float, float, np.ndarray | None]:
         i, ref = item
         stored, rds, _ = _stored(ref)
-        values = apply_modality_lut(stored, rds)
-        return float(values.min()), float(values.max()), values if i in keep else None
+        v = apply_modality_lut(stored, rds)
+        return float(v.min()), float(v.max()), v if i in keep else None
 
     _load_shared_pixels(refs)
-    results = pmap(one, list(enumerate(refs)))
+    results = pmap(values, list(enumerate(refs)))
     lo = min(r[0] for r in results)
     hi = max(r[1] for r in results)
-    kept = {i: r[2] for i, r in enumerate(results) if r[2] is not None}
-    return minmax_grey(np.stack([kept[i] for i in indices]), (lo, hi))
+    kept = [results[i][2] for i in indices]
+    del results
+
+    def grey(v: np.ndarray | None) -> Image.Image:
+        assert v is not None
+        rgb, _ = minmax_grey(v, (lo, hi))
+        return Image.fromarray(rgb, "RGB")
+
+    return pmap(grey, kept), (lo, hi)
 
 
 def _decode(ref: SliceRef) -> np.ndarray:

@@ -23,6 +23,7 @@ one enhanced multi-frame object (bench/prep_mri.py and bench/prep_enhanced.py ca
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -81,17 +82,28 @@ def build(a: argparse.Namespace) -> tuple[Path, Path]:
     return folder, target
 
 
+# Each command runs under a small fresh interpreter that waits for it: a child's peak RSS counts the
+# memory of the process it was forked from, and this bench's own process is large after a build.
+MEASURE = """
+import json, os, subprocess, sys, time
+t0 = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+wall = time.perf_counter() - t0
+print(json.dumps({"wall": wall, "rss": usage.ru_maxrss / 1024, "cpu": usage.ru_utime + usage.ru_stime,
+                  "rc": os.waitstatus_to_exitcode(status)}))
+"""
+
+
 def run_process(argv: list[str], env: dict[str, str]) -> tuple[float, float, float]:
     """Wall seconds, peak RSS (MiB) and CPU seconds (user + system) of one child process."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.returncode != 0:
-        raise SystemExit(f"{argv[:3]} failed ({proc.returncode}):\n{err[-2000:]}")
-    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+    done = subprocess.run([sys.executable, "-c", MEASURE, *argv], env=env, capture_output=True, text=True)
+    if done.returncode != 0 or not done.stdout.strip():
+        raise SystemExit(f"{argv[:3]} could not be measured:\n{done.stderr[-2000:]}")
+    m = json.loads(done.stdout.strip().splitlines()[-1])
+    if m["rc"] != 0:
+        raise SystemExit(f"{argv[:3]} failed ({m['rc']}):\n{done.stderr[-2000:]}")
+    return m["wall"], m["rss"], m["cpu"]
 
 
 def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:

@@ -754,12 +754,13 @@ def _mri_slices(
     kept = [results[i][2] for i in indices]
     del results
 
-    def grey(v: np.ndarray | None) -> Image.Image:
+    def grey(j: int) -> Image.Image:
+        v, kept[j] = kept[j], None  # each slice's values go as soon as its image exists
         assert v is not None
         rgb, _ = minmax_grey(v, (lo, hi))
         return Image.fromarray(rgb, "RGB")
 
-    return pmap(grey, kept), (lo, hi)
+    return pmap(grey, range(len(kept))), (lo, hi)
 
 
 def _decode(ref: SliceRef) -> np.ndarray:

@@ -13,6 +13,7 @@ constructed ones to the same functions.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -164,8 +165,9 @@ def choose_cut(left: Sequence[Word], right: Sequence[Word], lo: float, hi: float
     """Where to join two overlapping windows' words: a time in ``[lo, hi]`` inside no word of either.
 
     Candidates are the gaps between consecutive words of either side that fall in the overlap, and the
-    overlap's middle; the one that splits the fewest words wins, then the one nearest the middle (the
-    place both windows heard with the most context).
+    overlap's middle. Each is scored by how deep it cuts into words of either side (a gap of one side may
+    clip the other side's word by a frame when the two heard it slightly apart); the shallowest wins,
+    then the one nearest the middle, the place both windows heard with the most context.
     """
     if hi <= lo:
         return lo
@@ -176,16 +178,52 @@ def choose_cut(left: Sequence[Word], right: Sequence[Word], lo: float, hi: float
             gap = (a.end + b.start) / 2
             if lo <= gap <= hi:
                 candidates.add(gap)
-    both = [*left, *right]
+    both = [w for w in (*left, *right) if w.end > lo and w.start < hi]
 
-    def cost(t: float) -> tuple[int, float]:
-        return sum(1 for w in both if w.start < t < w.end), abs(t - mid)
+    def cost(t: float) -> tuple[float, float]:
+        depth = sum(min(t - w.start, w.end - t) for w in both if w.start < t < w.end)
+        return round(depth, 6), abs(t - mid)
 
-    return min(candidates, key=cost)
+    return min(sorted(candidates), key=cost)
+
+
+def match_anchor(
+    left: Sequence[Word], right: Sequence[Word], lo: float, hi: float, tolerance: float = 0.3
+) -> tuple[int, int] | None:
+    """A word both windows heard in their overlap: ``(i, j)`` with ``left[i]`` and ``right[j]`` the same
+    word at (nearly) the same time, the one nearest the overlap's middle; None when they share none.
+
+    Matching by content first makes the seam indifferent to the windows hearing a word a frame or two
+    apart (each window sees different context); the time tolerance keeps one "the" from matching
+    another.
+    """
+    li = [i for i, w in enumerate(left) if w.end > lo and w.start < hi]
+    rj = [j for j, w in enumerate(right) if w.end > lo and w.start < hi]
+    if not li or not rj:
+        return None
+    matcher = difflib.SequenceMatcher(
+        a=[left[i].text for i in li], b=[right[j].text for j in rj], autojunk=False
+    )
+    mid = (lo + hi) / 2
+    best: tuple[float, int, int] | None = None
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            i, j = li[block.a + k], rj[block.b + k]
+            if abs(left[i].center - right[j].center) > tolerance:
+                continue
+            distance = abs((left[i].center + right[j].center) / 2 - mid)
+            if best is None or distance < best[0]:
+                best = (distance, i, j)
+    return None if best is None else (best[1], best[2])
 
 
 class Merger:
-    """Joins each window's words to the previous window's at a word boundary, as windows arrive."""
+    """Joins each window's words to the previous window's at a word boundary, as windows arrive.
+
+    The seam is a word both windows heard in their overlap (:func:`match_anchor`): the earlier window's
+    words up to it, the later window's after it. Where they share no word, the seam is a time inside
+    neither side's words (:func:`choose_cut`) and each word goes to the side its centre falls on.
+    """
 
     def __init__(self) -> None:
         self._pending: list[Word] = []
@@ -197,10 +235,16 @@ class Merger:
         if self._window is None:
             self._pending, self._window = list(words), window
             return []
-        cut = choose_cut(self._pending, words, window.start_s, self._window.end_s)
-        final = [w for w in self._pending if w.center < cut]
+        lo, hi = window.start_s, self._window.end_s
+        anchor = match_anchor(self._pending, words, lo, hi)
+        if anchor is not None:
+            final = self._pending[: anchor[0] + 1]
+            self._pending = list(words[anchor[1] + 1 :])
+        else:
+            cut = choose_cut(self._pending, words, lo, hi)
+            final = [w for w in self._pending if w.center < cut]
+            self._pending = [w for w in words if w.center >= cut]
         self._close(final)
-        self._pending = [w for w in words if w.center >= cut]
         self._window = window
         return final
 

@@ -95,8 +95,10 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _hours(seconds: float) -> str:
-    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+def _span(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
 
 
 def load_audio(path: str | Path, *, max_seconds: float | None = None) -> Audio:
@@ -149,7 +151,7 @@ def _check_length(path: Path, seconds: float, limit: float) -> None:
     if seconds > limit:
         raise InputError(
             path,
-            f"the recording is {_hours(seconds)} long; the limit is {_hours(limit)} "
+            f"the recording is {_span(seconds)} long; the limit is {_span(limit)} "
             "(split it, or raise --asr-max-seconds)",
         )
 

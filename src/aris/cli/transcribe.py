@@ -74,7 +74,7 @@ def transcribe_cmd(
                 transcript = _run(transcriber, recording, path, quiet=as_json)
             except ArisError as e:
                 failed += 1
-                err_console.print(f"[bold red]error:[/] {e}", highlight=False, markup=False)
+                err_console.print(Text.assemble(("error: ", "bold red"), str(e)), soft_wrap=True)
                 continue
             if as_json:
                 record = {"file": str(path), "audio_sha256": recording.sha256, **transcript.to_dict()}

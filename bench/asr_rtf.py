@@ -82,8 +82,15 @@ def child(kind: str, folder: str, threads: int, seconds: float) -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         json.dumps(
-            {"kind": kind, "threads": threads, "load_s": load_s, "run_s": run_s, "rtf": run_s / seconds,
-             "peak_mb": peak_mb, "windows": windows}  # fmt: skip
+            {
+                "kind": kind,
+                "threads": threads,
+                "load_s": load_s,
+                "run_s": run_s,
+                "rtf": run_s / seconds,
+                "peak_mb": peak_mb,
+                "windows": windows,
+            }
         )
     )
 
@@ -101,12 +108,25 @@ def main() -> None:
         folder = Path(tmp) / "medasr-random"
         t0 = time.perf_counter()
         n = build(folder)
-        print(f"model: LasrForCTC, {n / 1e6:.1f}M parameters (random), built in {time.perf_counter() - t0:.0f}s")
-        print(f"audio: {args.seconds:.0f} s at 16 kHz; cpu cores {os.cpu_count()}; load avg {os.getloadavg()[0]:.1f}")
+        print(
+            f"model: LasrForCTC, {n / 1e6:.1f}M parameters (random), built in {time.perf_counter() - t0:.0f}s"
+        )
+        print(
+            f"audio: {args.seconds:.0f} s at 16 kHz; cpu cores {os.cpu_count()}; load avg {os.getloadavg()[0]:.1f}"
+        )
         results: dict[tuple[str, int], dict[str, float]] = {}
         for threads in args.threads:
             for kind in ("aris", "hf-pipeline"):
-                cmd = [sys.executable, __file__, "--seconds", str(args.seconds), "--child", kind, str(folder), str(threads)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--seconds",
+                    str(args.seconds),
+                    "--child",
+                    kind,
+                    str(folder),
+                    str(threads),
+                ]
                 out = subprocess.run(cmd, capture_output=True, text=True, check=False)
                 line = next((x for x in out.stdout.splitlines() if x.startswith("{")), None)
                 if line is None:
@@ -123,7 +143,9 @@ def main() -> None:
             if a and p:
                 print(f"threads={threads}: aris/pipeline time ratio {a['run_s'] / p['run_s']:.2f}")
         if ("aris", 1) in results and ("aris", 2) in results:
-            print(f"aris 1->2 threads speed-up {results[('aris', 1)]['run_s'] / results[('aris', 2)]['run_s']:.2f}x")
+            print(
+                f"aris 1->2 threads speed-up {results[('aris', 1)]['run_s'] / results[('aris', 2)]['run_s']:.2f}x"
+            )
         print(f"load avg after: {os.getloadavg()[0]:.1f}")
 
 

@@ -97,7 +97,10 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "stereo": speak(PHRASES[1], d / "stereo.flac", "-r", "44100", "-c", "2"),
         "ogg": speak(PHRASES[3], d / "clip.ogg", "-r", "48000"),
     }
-    parts = [speak(p, d / f"part{i}.wav", "-r", "16000", effects=("pad", "0", "1.5")) for i, p in enumerate(PHRASES)]
+    parts = [
+        speak(p, d / f"part{i}.wav", "-r", "16000", effects=("pad", "0", "1.5"))
+        for i, p in enumerate(PHRASES)
+    ]
     # Three rounds of the four phrases: past two window boundaries (16 s and 32 s).
     subprocess.run([_need("sox"), *map(str, parts * 3), str(d / "long.wav")], check=True)
     out["long"] = d / "long.wav"

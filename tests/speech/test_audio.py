@@ -19,7 +19,9 @@ from .conftest import _need
 
 
 def sox_info(path: Path, flag: str) -> float:
-    return float(subprocess.run([_need("soxi"), flag, str(path)], capture_output=True, text=True, check=True).stdout)
+    return float(
+        subprocess.run([_need("soxi"), flag, str(path)], capture_output=True, text=True, check=True).stdout
+    )
 
 
 @pytest.mark.parametrize("name", ["short", "stereo", "ogg"])
@@ -39,7 +41,9 @@ def test_formats_and_rates_become_16k_mono(clips: dict[str, Path], name: str) ->
 def test_resampled_speech_matches_sox_resampling(clips: dict[str, Path], tmp_path: Path) -> None:
     """soxr's 22.05 -> 16 kHz against sox's own: the same signal, not just the same length."""
     ref = tmp_path / "ref.wav"
-    subprocess.run([_need("sox"), str(clips["short"]), "-r", "16000", "-e", "float", "-b", "32", str(ref)], check=True)
+    subprocess.run(
+        [_need("sox"), str(clips["short"]), "-r", "16000", "-e", "float", "-b", "32", str(ref)], check=True
+    )
     theirs, _ = sf.read(ref, dtype="float32")
     ours = load_audio(clips["short"]).samples
     n = min(len(ours), len(theirs))

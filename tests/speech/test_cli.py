@@ -47,12 +47,16 @@ def test_words_table_and_raw_text(tiny_asr: Path, clips: dict[str, Path], transc
     assert f"{expected.words[0].start:.2f}" in out.stdout
 
 
-def test_a_bad_file_is_one_line_and_the_rest_go_on(tiny_asr: Path, clips: dict[str, Path], tmp_path: Path) -> None:
+def test_a_bad_file_is_one_line_and_the_rest_go_on(
+    tiny_asr: Path, clips: dict[str, Path], tmp_path: Path
+) -> None:
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
     out = invoke(str(empty), str(clips["short"]), "--asr-model", str(tiny_asr), "--json")
     assert out.exit_code == 2
-    assert f"error: {empty}: the file is empty (0 bytes); nothing to transcribe" in " ".join(out.stderr.split())
+    assert f"error: {empty}: the file is empty (0 bytes); nothing to transcribe" in " ".join(
+        out.stderr.split()
+    )
     assert [json.loads(line)["file"] for line in out.stdout.splitlines()] == [str(clips["short"])]
 
 

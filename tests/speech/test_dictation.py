@@ -31,7 +31,9 @@ def test_transcript_becomes_a_report_and_stays_in_the_record(transcriber, clips:
     engine = FakeEngine()
     engine.enqueue(REPORT)
     events: list[dict[str, Any]] = []
-    result = run_task("dictation-report", clips["short"], models=models(transcriber, engine), on_event=events.append)
+    result = run_task(
+        "dictation-report", clips["short"], models=models(transcriber, engine), on_event=events.append
+    )
     expected = transcriber.transcribe(clips["short"])
     assert result.errors == []
     assert result.parsed["findings"] == "The lungs are clear. No pleural effusion."
@@ -98,7 +100,9 @@ def test_an_unusable_reply_keeps_the_transcript(transcriber, clips: dict[str, Pa
     result = run_task("dictation-report", clips["short"], models=models(transcriber, engine))
     assert result.parsed is None
     assert result.errors
-    assert result.provenance[0]["details"]["transcript"]["text"] == transcriber.transcribe(clips["short"]).text
+    assert (
+        result.provenance[0]["details"]["transcript"]["text"] == transcriber.transcribe(clips["short"]).text
+    )
 
 
 def test_real_gguf_engine_end_to_end(transcriber, clips: dict[str, Path], gguf_270m: Path) -> None:  # type: ignore[no-untyped-def]
@@ -107,17 +111,24 @@ def test_real_gguf_engine_end_to_end(transcriber, clips: dict[str, Path], gguf_2
 
     engine = LlamaCppEngine(str(gguf_270m), n_ctx=2048, n_threads=2)
     try:
-        result = run_task("dictation-report", clips["short"], models=models(transcriber, engine), max_new_tokens=16)
+        result = run_task(
+            "dictation-report", clips["short"], models=models(transcriber, engine), max_new_tokens=16
+        )
     finally:
         engine.close()
     assert result.engine == "llamacpp"
     assert result.steps
     assert result.steps[0]["completion_tokens"] > 0
-    assert result.provenance[0]["details"]["transcript"]["raw_text"] == transcriber.transcribe(clips["short"]).raw_text
+    assert (
+        result.provenance[0]["details"]["transcript"]["raw_text"]
+        == transcriber.transcribe(clips["short"]).raw_text
+    )
     assert (result.parsed is None) == bool(result.errors)
 
 
-def test_cli_run_with_image_flag(tiny_asr: Path, clips: dict[str, Path], samples, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_cli_run_with_image_flag(
+    tiny_asr: Path, clips: dict[str, Path], samples, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     from aris.cli import app
 
     engine = FakeEngine()

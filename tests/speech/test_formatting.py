@@ -58,7 +58,9 @@ def test_marks_are_not_doubled_and_leading_commands_dropped() -> None:
 
 def test_googles_reference_transcript_reads_as_a_report() -> None:
     text = format_text(GOOGLE_SAMPLE)
-    assert text.startswith("Exam type CT chest PE protocol. Indication 54 year old female, shortness of breath")
+    assert text.startswith(
+        "Exam type CT chest PE protocol. Indication 54 year old female, shortness of breath"
+    )
     assert "Findings:. Pulmonary" not in text
     assert "\n\nImpression: Acute segmental PE right lower lobe." in text
     assert " period" not in text
@@ -76,4 +78,6 @@ def test_streaming_in_any_split_equals_the_whole() -> None:
 
 
 def test_wer_normalisation_is_googles() -> None:
-    assert normalize_for_wer("Findings: the PA's patent.</s>  New-line") == "findings the pa's patent new line"
+    assert (
+        normalize_for_wer("Findings: the PA's patent.</s>  New-line") == "findings the pa's patent new line"
+    )

@@ -90,7 +90,9 @@ def test_alignment_finds_the_frames_of_each_token() -> None:
 
 
 def test_transcriber_with_an_lm(tiny_asr: Path, arpa: Path, clips: dict[str, Path]) -> None:
-    t = load_transcriber(ArisSettings(asr_model=str(tiny_asr), asr_lm=str(arpa), asr_beam_width=4, device="cpu"))
+    t = load_transcriber(
+        ArisSettings(asr_model=str(tiny_asr), asr_lm=str(arpa), asr_beam_width=4, device="cpu")
+    )
     try:
         # One second: a random model's frames are nearly uniform, the slowest case for a beam search.
         transcript = t.transcribe(load_audio(clips["short"]).samples[:16000])

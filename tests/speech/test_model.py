@@ -20,7 +20,9 @@ from aris.speech.chunking import n_frames
 from aris.speech.formatting import format_words
 
 
-def test_loads_from_settings_and_matches_transformers_own_decoding(tiny_asr: Path, clips: dict[str, Path]) -> None:
+def test_loads_from_settings_and_matches_transformers_own_decoding(
+    tiny_asr: Path, clips: dict[str, Path]
+) -> None:
     """One window: our frames-to-words against transformers' ``generate`` + ``batch_decode``."""
     from transformers import AutoModelForCTC, AutoProcessor
 
@@ -60,7 +62,9 @@ def test_frame_arithmetic_matches_the_model(transcriber) -> None:  # type: ignor
     geometry = {"hop": 160, "win": 400, "kernel": 5, "stride": 2}
     rng = np.random.default_rng(0)
     for n in (2320, 16000, 16000 * 7 + 123, 16000 * 20):
-        assert transcriber.logprobs(rng.normal(0, 0.1, n).astype(np.float32)).shape[0] == n_frames(n, **geometry)
+        assert transcriber.logprobs(rng.normal(0, 0.1, n).astype(np.float32)).shape[0] == n_frames(
+            n, **geometry
+        )
     assert transcriber.logprobs(np.zeros(100, np.float32)).shape[0] == 1  # padded to one frame
 
 
@@ -90,7 +94,7 @@ def test_a_folder_of_another_model_is_refused(tmp_path: Path) -> None:
 
 
 def test_lm_auto_without_the_file(tiny_asr: Path) -> None:
-    with pytest.raises(ConfigError, match="no lm_6.kenlm beside the ASR model"):
+    with pytest.raises(ConfigError, match=r"no lm_6\.kenlm beside the ASR model"):
         load_transcriber(ArisSettings(asr_model=str(tiny_asr), asr_lm="auto"))
 
 

@@ -23,8 +23,10 @@ KEY = "s3cret"
 
 
 @pytest.fixture(scope="module")
-def server(tiny_asr: Path) -> Iterator[str]:
-    settings = ArisSettings(asr_model=str(tiny_asr), device="cpu")
+def server(tiny_asr: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    # Module-scoped: set up before the per-test ARIS_HOME, so it gets a home of its own.
+    home = tmp_path_factory.mktemp("aris-home")
+    settings = ArisSettings(home=home, asr_model=str(tiny_asr), device="cpu")
     app = create_app(ServerSettings(api_key=KEY), engine=FakeEngine(), aris_settings=settings)
     with live_server(app) as url:
         yield url
@@ -40,7 +42,9 @@ def test_json_and_text(server: str, clips: dict[str, Path], transcriber) -> None
         resp = client(server).audio.transcriptions.create(model="google/medasr", file=f)
     assert resp.text == expected.text
     with clips["short"].open("rb") as f:
-        text = client(server).audio.transcriptions.create(model="google/medasr", file=f, response_format="text")
+        text = client(server).audio.transcriptions.create(
+            model="google/medasr", file=f, response_format="text"
+        )
     assert text == expected.text
 
 

@@ -37,11 +37,15 @@ def _words_table(transcript: Any) -> Table:
 @app.command("transcribe")
 @engine_options
 def transcribe_cmd(
-    audio: Annotated[list[Path], typer.Argument(help="Recordings: WAV, FLAC, Ogg (MP3/M4A/WebM with ffmpeg).")],
+    audio: Annotated[
+        list[Path], typer.Argument(help="Recordings: WAV, FLAC, Ogg (MP3/M4A/WebM with ffmpeg).")
+    ],
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object per recording (text, words with times, chunks).")
     ] = False,
-    words: Annotated[bool, typer.Option("--words", help="Show each word with its start and end time.")] = False,
+    words: Annotated[
+        bool, typer.Option("--words", help="Show each word with its start and end time.")
+    ] = False,
     raw: Annotated[
         bool, typer.Option("--raw", help="Print the words as recognised (spoken punctuation not applied).")
     ] = False,

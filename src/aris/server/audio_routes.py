@@ -106,7 +106,8 @@ async def transcriptions(
 ) -> Any:
     if response_format not in FORMATS:
         raise APIError(
-            400, f"response_format {response_format!r} is not supported; use {', '.join(FORMATS)}",
+            400,
+            f"response_format {response_format!r} is not supported; use {', '.join(FORMATS)}",
             param="response_format",
         )
     if language and not language.lower().startswith("en"):
@@ -141,7 +142,9 @@ async def transcriptions(
     if response_format == "text":
         return PlainTextResponse(transcript.text)
     if response_format == "json":
-        return JSONResponse({"text": transcript.text, "usage": {"type": "duration", "seconds": transcript.duration}})
+        return JSONResponse(
+            {"text": transcript.text, "usage": {"type": "duration", "seconds": transcript.duration}}
+        )
     return JSONResponse(verbose(transcript, audio.sha256, words=words, segments=segments))
 
 

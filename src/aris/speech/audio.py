@@ -44,7 +44,9 @@ def sniff_format(head: bytes) -> str | None:
         return "ogg"
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
         return "aiff"
-    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06):
+    if head[:3] == b"ID3" or (
+        len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06
+    ):
         return "mp3"
     if head[4:8] == b"ftyp" and head[8:11] in (b"M4A", b"M4B", b"mp4", b"iso", b"3gp", b"qt "):
         return "m4a"
@@ -136,7 +138,9 @@ def load_audio(path: str | Path, *, max_seconds: float | None = None) -> Audio:
 
     if not np.isfinite(samples).all():
         raise InputError(path, "the audio holds invalid (NaN or infinite) samples")
-    logger.info("audio %s: %s %d Hz x%d -> %.1fs at 16 kHz", digest[:12], fmt, rate, channels, len(samples) / 16000)
+    logger.info(
+        "audio %s: %s %d Hz x%d -> %.1fs at 16 kHz", digest[:12], fmt, rate, channels, len(samples) / 16000
+    )
     return Audio(samples, digest, rate, channels, fmt)
 
 
@@ -169,7 +173,9 @@ def _read_sndfile(path: Path, fmt: str, limit: float) -> tuple[np.ndarray, int, 
                 _check_length(path, frames / rate, limit)
             # Ogg streams may not know their length up front: count as we go.
             max_frames = int(limit * rate) + 1
-            stream = None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
+            stream = (
+                None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
+            )
             parts: list[np.ndarray] = []
             read = 0
             while True:
@@ -210,7 +216,9 @@ def _read_ffmpeg(path: Path, fmt: str, limit: float) -> tuple[np.ndarray, int, i
         raise InputError(path, "ffmpeg took too long to decode the audio") from None
     if proc.returncode != 0:
         problem = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise InputError(path, f"ffmpeg cannot decode the {fmt} audio: {problem[-1] if problem else 'unknown error'}")
+        raise InputError(
+            path, f"ffmpeg cannot decode the {fmt} audio: {problem[-1] if problem else 'unknown error'}"
+        )
     samples = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
     _check_length(path, len(samples) / SAMPLE_RATE, limit)
     return samples, SAMPLE_RATE, 1
@@ -221,7 +229,7 @@ def _short(e: Exception) -> str:
     return text[-1] if text else type(e).__name__
 
 
-def read_audio(path: Path, *, max_seconds: float | None = None) -> PreparedInput:
+def read_audio(path: Path | list[Path], *, max_seconds: float | None = None) -> PreparedInput:
     """The ``audio`` input kind: samples in ``extra``, the file's digest in the provenance, no images."""
     from aris.inputs.base import PreparedInput
     from aris.types import Provenance

@@ -14,6 +14,7 @@ constructed ones to the same functions.
 from __future__ import annotations
 
 import difflib
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -140,7 +141,8 @@ def spans_to_words(spans: Sequence[TokenSpan], clock: FrameClock, t0: float = 0.
     boundary) starts a word without giving it a time.
     """
     words: list[Word] = []
-    text, first, last, probs = "", -1, -1, []
+    text, first, last = "", -1, -1
+    probs: list[float] = []
     half = clock.step / 2
     for span in [*spans, None]:
         if span is not None and is_special(span.piece):
@@ -174,7 +176,7 @@ def choose_cut(left: Sequence[Word], right: Sequence[Word], lo: float, hi: float
     mid = (lo + hi) / 2
     candidates = {mid}
     for words in (left, right):
-        for a, b in zip(words, words[1:], strict=False):
+        for a, b in itertools.pairwise(words):
             gap = (a.end + b.start) / 2
             if lo <= gap <= hi:
                 candidates.add(gap)

@@ -27,7 +27,7 @@ DICTATION_PROMPT = (
     "Below is a radiologist's dictated report, transcribed by speech recognition: it may contain "
     "recognition errors and spoken formatting. Write it as a radiology report with exactly two sections, "
     '"FINDINGS:" and "IMPRESSION:". Keep every finding the radiologist dictated and add none; fix only '
-    "obvious recognition errors. If no impression was dictated, write \"IMPRESSION: Not dictated.\""
+    'obvious recognition errors. If no impression was dictated, write "IMPRESSION: Not dictated."'
 )
 DICTATION_JSON_PROMPT = (
     "Below is a radiologist's dictated report, transcribed by speech recognition: it may contain "
@@ -74,7 +74,8 @@ class DictationReport(CxrReport):
         if len(inputs) > 1 and inputs[1].kind not in IMAGE_KINDS:
             src = inputs[1].provenance.sources[0] if inputs[1].provenance.sources else None
             raise InputError(
-                src, f"read as {inputs[1].kind!r}; the second input is the study's images ({'/'.join(IMAGE_KINDS)})"
+                src,
+                f"read as {inputs[1].kind!r}; the second input is the study's images ({'/'.join(IMAGE_KINDS)})",
             )
         return question
 

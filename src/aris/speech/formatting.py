@@ -50,9 +50,41 @@ NOUN_CONTEXT = {
             mid entire right left spastic""".split()
         ),
         frozenset(
-            """is are was were be been has have had and or with without in at shows demonstrates wall walls
-            cancer carcinoma mass masses lesion lesions polyp polyps loop loops segment mucosa diverticula
-            diverticulosis""".split()
+            [
+                "is",
+                "are",
+                "was",
+                "were",
+                "be",
+                "been",
+                "has",
+                "have",
+                "had",
+                "and",
+                "or",
+                "with",
+                "without",
+                "in",
+                "at",
+                "shows",
+                "demonstrates",
+                "wall",
+                "walls",
+                "cancer",
+                "carcinoma",
+                "mass",
+                "masses",
+                "lesion",
+                "lesions",
+                "polyp",
+                "polyps",
+                "loop",
+                "loops",
+                "segment",
+                "mucosa",
+                "diverticula",
+                "diverticulosis",
+            ]
         ),
     ),
     "period": (
@@ -60,7 +92,7 @@ NOUN_CONTEXT = {
             f"""{_ARTICLES} postoperative perioperative postpartum neonatal refractory latent incubation waiting
             follow-up same short long brief prolonged extended menstrual time trial grace""".split()
         ),
-        frozenset("is was were of since after before".split()),
+        frozenset(["is", "was", "were", "of", "since", "after", "before"]),
     ),
 }
 _BRACED = re.compile(r"^[\{\[\(<](.+?)[\}\]\)>][.,:;!?]*$")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -89,9 +90,11 @@ class LmDecoder:
         self.blank = blank
         self.beam_width = beam_width
         self._ids = {label: i for i, label in enumerate(lm_labels(pieces, blank)) if label}
-        kwargs = {k: v for k, v in {"alpha": alpha, "beta": beta}.items() if v is not None}
+        kwargs: dict[str, Any] = {k: v for k, v in {"alpha": alpha, "beta": beta}.items() if v is not None}
         try:
-            self._decoder = pyctcdecode.build_ctcdecoder(lm_labels(pieces, blank), str(path), **kwargs)
+            self._decoder = pyctcdecode.build_ctcdecoder(  # type: ignore[attr-defined]
+                lm_labels(pieces, blank), str(path), **kwargs
+            )
         except (OSError, RuntimeError, ValueError) as e:
             raise ConfigError(f"{lm_path}: cannot load the language model: {e}") from None
         logger.info("LM decoder: %d labels, beam %d", len(self.pieces), beam_width)

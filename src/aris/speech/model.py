@@ -120,7 +120,7 @@ class MedAsrTranscriber:
                 "(transformers LasrForCTC, model_type lasr_ctc)"
             )
         try:
-            self.processor = AutoProcessor.from_pretrained(self.folder, local_files_only=True)
+            self.processor = AutoProcessor.from_pretrained(self.folder, local_files_only=True)  # type: ignore[no-untyped-call]
             self.model = AutoModelForCTC.from_pretrained(self.folder, local_files_only=True)
         except OSError as e:
             raise ModelNotFoundError(f"{model}: the model folder is incomplete: {e}") from None
@@ -236,5 +236,5 @@ class MedAsrTranscriber:
         }
 
     def close(self) -> None:
-        self.model = None  # type: ignore[assignment]
+        self.model = None
         gc.collect()

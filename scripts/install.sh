@@ -16,6 +16,8 @@ python -m pip install -q --upgrade pip
 
 echo "== Python dependencies (torch==2.13.0 CPU build; see README for CUDA)"
 python -m pip install -q "torch==2.13.0" -e ".[dev,ray,postgres]"
+# The example plugin (a reader, a task and an engine through entry points) that the tests drive.
+python -m pip install -q --no-deps -e tests/plugins/aris-example-plugin
 
 echo "== MedASR beam search: kenlm (built from source) and pyctcdecode"
 # pyctcdecode 0.5.0 declares numpy<2 but runs on numpy 2: installed without its dependencies so pip

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,6 +70,20 @@ def transcriber(tiny_asr: Path):  # type: ignore[no-untyped-def]
     t = MedAsrTranscriber(str(tiny_asr), device="cpu")
     yield t
     t.close()
+
+
+@pytest.fixture(scope="session")
+def heard(transcriber, clips: dict[str, Path]):  # type: ignore[no-untyped-def]
+    """What the tiny model hears in a clip, by name: computed once a session (the reference the CLI,
+    server and task results are compared with)."""
+    cache: dict[str, Any] = {}
+
+    def get(name: str) -> Any:
+        if name not in cache:
+            cache[name] = transcriber.transcribe(clips[name])
+        return cache[name]
+
+    return get
 
 
 def _need(tool: str) -> str:

@@ -17,10 +17,10 @@ def invoke(*args: str):  # type: ignore[no-untyped-def]
     return CliRunner().invoke(app, ["transcribe", *args, "--device", "cpu"])
 
 
-def test_prints_the_text(tiny_asr: Path, clips: dict[str, Path], transcriber) -> None:  # type: ignore[no-untyped-def]
+def test_prints_the_text(tiny_asr: Path, clips: dict[str, Path], heard) -> None:  # type: ignore[no-untyped-def]
     out = invoke(str(clips["short"]), "--asr-model", str(tiny_asr))
     assert out.exit_code == 0, out.output
-    expected = transcriber.transcribe(clips["short"])
+    expected = heard("short")
     assert out.stdout.splitlines()[0] == expected.text
     assert "1 window(s)" in out.stdout
     assert " ".join(NOTICE.split()) in " ".join(out.stdout.split())
@@ -38,10 +38,10 @@ def test_json_lines_with_words_for_each_file(tiny_asr: Path, clips: dict[str, Pa
     assert records[1]["model"]["decoder"] == "greedy"
 
 
-def test_words_table_and_raw_text(tiny_asr: Path, clips: dict[str, Path], transcriber) -> None:  # type: ignore[no-untyped-def]
+def test_words_table_and_raw_text(tiny_asr: Path, clips: dict[str, Path], heard) -> None:  # type: ignore[no-untyped-def]
     out = invoke(str(clips["ogg"]), "--asr-model", str(tiny_asr), "--words", "--raw")
     assert out.exit_code == 0, out.output
-    expected = transcriber.transcribe(clips["ogg"])
+    expected = heard("ogg")
     assert out.stdout.splitlines()[0] == expected.raw_text
     assert "start" in out.stdout
     assert f"{expected.words[0].start:.2f}" in out.stdout

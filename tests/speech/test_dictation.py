@@ -1,7 +1,8 @@
 """``dictation-report`` through the one task path: MedASR (tiny, real path) then MedGemma.
 
-Parsing is tested with the scripted engine (code above the engines); one test runs the real Gemma 3
-270M GGUF on llama.cpp, and one goes through ``aris run dictation-report --image``.
+Parsing is tested with the scripted engine (code above the engines); one test runs a real engine (the
+tiny Gemma 3 VLM on transformers, with the study's image), and one goes through ``aris run
+dictation-report --image``.
 """
 
 from __future__ import annotations
@@ -27,14 +28,16 @@ def models(transcriber: Any, engine: Any) -> Models:
     return Models(generator=engine, transcriber=transcriber)
 
 
-def test_transcript_becomes_a_report_and_stays_in_the_record(transcriber, clips: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
+def test_transcript_becomes_a_report_and_stays_in_the_record(
+    transcriber, clips: dict[str, Path], heard
+) -> None:  # type: ignore[no-untyped-def]
     engine = FakeEngine()
     engine.enqueue(REPORT)
     events: list[dict[str, Any]] = []
     result = run_task(
         "dictation-report", clips["short"], models=models(transcriber, engine), on_event=events.append
     )
-    expected = transcriber.transcribe(clips["short"])
+    expected = heard("short")
     assert result.errors == []
     assert result.parsed["findings"] == "The lungs are clear. No pleural effusion."
     assert result.parsed["impression"] == "No acute findings."
@@ -94,35 +97,35 @@ def test_no_speech_is_an_error_not_an_empty_report(clips: dict[str, Path]) -> No
     assert engine.prompts == []
 
 
-def test_an_unusable_reply_keeps_the_transcript(transcriber, clips: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
+def test_an_unusable_reply_keeps_the_transcript(transcriber, clips: dict[str, Path], heard) -> None:  # type: ignore[no-untyped-def]
     engine = FakeEngine()
     engine.enqueue("The lungs are clear.", "Still no sections.")
     result = run_task("dictation-report", clips["short"], models=models(transcriber, engine))
     assert result.parsed is None
     assert result.errors
-    assert (
-        result.provenance[0]["details"]["transcript"]["text"] == transcriber.transcribe(clips["short"]).text
-    )
+    assert result.provenance[0]["details"]["transcript"]["text"] == heard("short").text
 
 
-def test_real_gguf_engine_end_to_end(transcriber, clips: dict[str, Path], gguf_270m: Path) -> None:  # type: ignore[no-untyped-def]
-    """The real Gemma 3 270M on llama.cpp writes the draft (a base model: the record, not its quality)."""
-    from aris.engines.llamacpp import LlamaCppEngine
+def test_real_engine_end_to_end_with_the_image(
+    transcriber, clips: dict[str, Path], tiny_vlm: Path, samples, heard
+) -> None:  # type: ignore[no-untyped-def]
+    """A real engine writes the draft: the tiny random Gemma 3 VLM on transformers, shown the X-ray too
+    (random weights: the record is checked, not the words)."""
+    from aris.engines.transformers import TransformersEngine
 
-    engine = LlamaCppEngine(str(gguf_270m), n_ctx=2048, n_threads=2)
+    engine = TransformersEngine(str(tiny_vlm))
+    cxr = samples("dicom/cxr/RG1_UNCR.dcm")
     try:
         result = run_task(
-            "dictation-report", clips["short"], models=models(transcriber, engine), max_new_tokens=16
+            "dictation-report", [clips["short"], cxr], models=models(transcriber, engine), max_new_tokens=8
         )
     finally:
         engine.close()
-    assert result.engine == "llamacpp"
+    assert result.engine == "transformers"
     assert result.steps
     assert result.steps[0]["completion_tokens"] > 0
-    assert (
-        result.provenance[0]["details"]["transcript"]["raw_text"]
-        == transcriber.transcribe(clips["short"]).raw_text
-    )
+    assert result.usage["images"] == 1
+    assert result.provenance[0]["details"]["transcript"]["raw_text"] == heard("short").raw_text
     assert (result.parsed is None) == bool(result.errors)
 
 

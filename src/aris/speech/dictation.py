@@ -17,7 +17,7 @@ from aris.errors import ConfigError, InputError
 from aris.inputs.base import Kind, PreparedInput
 from aris.result import Result
 from aris.speech.types import Progress, Transcript
-from aris.tasks.base import OnToken, Outcome, Trace, system_messages
+from aris.tasks.base import OnToken, Outcome, TaskOptions, Trace, system_messages
 from aris.tasks.cxr import CxrReport, CxrReportOptions
 from aris.types import GenerationParams, Message, TextPart
 
@@ -97,7 +97,7 @@ class DictationReport(CxrReport):
         inputs: list[PreparedInput],
         question: str | None = None,
         *,
-        options: dict[str, Any] | None = None,
+        options: dict[str, Any] | TaskOptions | None = None,
         params: GenerationParams | None = None,
         on_token: OnToken | None = None,
         ctx: RunContext | None = None,

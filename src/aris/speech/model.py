@@ -120,7 +120,7 @@ class MedAsrTranscriber:
                 "(transformers LasrForCTC, model_type lasr_ctc)"
             )
         try:
-            self.processor = AutoProcessor.from_pretrained(self.folder, local_files_only=True)  # type: ignore[no-untyped-call]
+            self.processor = AutoProcessor.from_pretrained(self.folder, local_files_only=True)
             self.model = AutoModelForCTC.from_pretrained(self.folder, local_files_only=True)
         except OSError as e:
             raise ModelNotFoundError(f"{model}: the model folder is incomplete: {e}") from None

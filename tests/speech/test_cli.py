@@ -65,3 +65,12 @@ def test_absent_model(clips: dict[str, Path], tmp_path: Path, monkeypatch) -> No
     out = invoke(str(clips["short"]))
     assert isinstance(out.exception, ModelNotFoundError)
     assert "aris pull google/medasr" in str(out.exception)
+
+
+def test_a_long_recording_shows_progress_and_runs_in_windows(
+    tiny_asr: Path, clips: dict[str, Path], heard
+) -> None:  # type: ignore[no-untyped-def]
+    out = invoke(str(clips["long"]), "--asr-model", str(tiny_asr))
+    assert out.exit_code == 0, out.output
+    assert out.stdout.startswith(heard("long").text + "\n")
+    assert "4 window(s)" in out.stdout

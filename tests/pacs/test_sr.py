@@ -143,3 +143,20 @@ def test_gsps_draws_the_same_box(localized: tuple[Any, pydicom.Dataset]) -> None
     )
     assert ann.TextObjectSequence[0].UnformattedTextValue == "heart"
     assert "not for diagnosis" in ds.ContentDescription
+
+
+def test_an_unreadable_finding_is_written_as_unreadable_not_left_out(samples: Any) -> None:
+    series = sorted(samples("dicom/ct_series/head_ct2_4slices").iterdir())
+    replies = ["Final Answer: no", "It may represent a small bleed; cannot be excluded.", "Final Answer: possibly"]
+    result = run_task(
+        "ct",
+        [series],
+        models=FakeEngine(replies=replies),
+        options={"findings": ["fracture", "hemorrhage"]},
+    )
+    assert result.parsed["findings"] == {"fracture": "no", "hemorrhage": None}
+    image = pydicom.dcmread(series[0], stop_before_pixels=True)
+    ds = pydicom.dcmread(io.BytesIO(sr.encode(sr.build(result, [image], key="k2", image=image))))
+    found = [str(i.TextValue) for i in _walk(ds.ContentSequence) if i.ValueType == "TEXT"]
+    assert "fracture: no" in found
+    assert any(t.startswith("hemorrhage: unreadable") for t in found), found

@@ -13,12 +13,10 @@ With a real model every study goes to its own task.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from aris.config import ArisSettings
 from aris.demo.studies import Prepared, Study
@@ -37,7 +35,6 @@ STANDIN_NOTICE = (
     "words are not medical output."
 )
 TEXT_STUDY, IMAGE_STUDY = "fhir", "chest-xray"
-_LLAMA_QUIET: list[Any] = []
 
 
 @dataclass
@@ -51,30 +48,11 @@ class Answer:
     standin: bool = False
 
 
-def _quiet_llama() -> None:
-    """Drop llama.cpp's native log lines for the stand-in (load warnings would break the screen).
-
-    llama-cpp-python's own callback maps ggml's log levels from an older numbering and prints warnings
-    even with ``verbose=False``. Load failures still raise, with llama-cpp-python's message.
-    """
-    if _LLAMA_QUIET:
-        return
-    import llama_cpp
-
-    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
-    def drop(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        return None
-
-    llama_cpp.llama_log_set(drop, ctypes.c_void_p(0))
-    _LLAMA_QUIET.append(drop)
-
-
 def text_standin(home: Path) -> Engine:
     """The real Gemma 3 270M GGUF on llama.cpp (assembled from its PyPI package on first use)."""
     from aris.demo.tiny import gemma3_270m_gguf
     from aris.engines import load_engine
 
-    _quiet_llama()
     return load_engine(ArisSettings(engine="llamacpp", model=str(gemma3_270m_gguf(home)), n_ctx=4096))
 
 

@@ -135,7 +135,12 @@ def findings_of(result: Result) -> tuple[dict[str, str], list[tuple[str, str]]]:
             continue
         if isinstance(value, dict):  # {"effusion": "yes", ...}: one finding per entry
             prefix = "" if key.lower() == "findings" else f"{key.replace('_', ' ')} "
-            fields.extend((f"{prefix}{k}", t) for k, v in value.items() if (t := _scalar(v)) is not None)
+            for k, v in value.items():
+                # A finding the model's reply did not settle (a hedge, a contradiction) is said to be
+                # unreadable, never left out: a missing row reads as "not reported".
+                t = "unreadable (the reply did not say yes or no clearly)" if v is None else _scalar(v)
+                if t is not None:
+                    fields.append((f"{prefix}{k}", t))
             continue
         text = _scalar(value)
         if text is None:
@@ -240,10 +245,12 @@ def build(
     """The Comprehensive SR for ``result`` made from the ``evidence`` instances (headers suffice).
 
     ``image`` is the instance boxes refer to (localization). A result whose reply did not validate
-    has no SR: a clinical system must not receive a guess (SrError names why).
+    has no SR: a clinical system must not receive a guess (SrError names why). A result that settled
+    some findings and not others (a hedge on one of five) has one, each unsettled finding written as
+    unreadable.
     """
     r = as_result(result)
-    if r.errors:
+    if r.errors and r.parsed is None:
         raise SrError(f"the model's reply did not validate ({'; '.join(r.errors)[:300]}); no SR is made")
     if not evidence:
         raise SrError("no source instances to reference")

@@ -13,7 +13,9 @@ from aris.errors import ArisError
 # the typer application with every command registered, so that name is served by __getattr__ below.
 del globals()["app"]
 
-COMMANDS = ("ask", "batch", "demo", "eval", "finetune", "mcp", "models", "node", "prepare", "run", "serve")
+COMMANDS = (
+    "ask", "batch", "demo", "eval", "finetune", "mcp", "models", "node", "prepare", "run", "serve", "transcribe",
+)  # fmt: skip
 """The command modules, registered by importing them."""
 
 ALONE = ("prepare",)

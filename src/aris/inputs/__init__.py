@@ -101,6 +101,16 @@ READERS.register(
 READERS.register(
     "fhir", Reader("fhir", "aris.inputs.fhir:read_fhir", ("token_budget",), description="FHIR record")
 )
+READERS.register(
+    "audio",
+    Reader(
+        "audio",
+        "aris.speech.audio:read_audio",
+        options=("max_seconds",),
+        sniff="aris.speech.audio:sniff_audio",
+        description="dictation audio",
+    ),
+)
 
 # Remote sources by URL scheme: ``fetch(url, dest) -> Path`` brings the study/series into ``dest`` (a private
 # temporary folder) and returns what to read there; ``digest(url) -> str`` names its content for result keys.

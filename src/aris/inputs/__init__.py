@@ -64,7 +64,7 @@ class Reader:
 
     def reader(self) -> Callable[..., PreparedInput]:
         fn = load_target(self.read) if isinstance(self.read, str) else self.read
-        return fn  # type: ignore[no-any-return]
+        return fn  # type: ignore[no-any-return,unused-ignore]  # load_target is Any
 
     def claims(self, path: Path) -> bool:
         if self.sniff is None:

@@ -281,13 +281,13 @@ def decode(ds: Dataset, path: str | Path, index: int | None = None) -> np.ndarra
     path = Path(path)
     try:
         if "PixelData" not in ds:  # float pixel data: only the generic path knows it
-            arr = ds.pixel_array
+            arr = np.asarray(ds.pixel_array)
             return arr if index is None or arr.ndim < 3 or _frames(ds) == 1 else arr[index]
         fast = _j2k_frame(ds, index)
         if fast is not None:
             return fast
-        arr, _ = get_decoder(transfer_syntax(ds)).as_array(ds, index=index)
-        return arr
+        decoded, _ = get_decoder(transfer_syntax(ds)).as_array(ds, index=index)
+        return np.asarray(decoded)
     except (NotImplementedError, RuntimeError) as e:
         raise UnsupportedTransferSyntaxError(
             path,
@@ -334,7 +334,7 @@ def decode_j2k_grey(
     if decoder is None:
         return None
     try:
-        arr = decoder(frame)
+        arr = np.asarray(decoder(frame))
     except Exception:  # a failing codec: pydicom decodes it, or says why not
         return None
     if bits_allocated not in (8, 16) or not 1 <= bits_stored <= bits_allocated:

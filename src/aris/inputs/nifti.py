@@ -15,7 +15,9 @@ from typing import Any, Literal
 
 import nibabel as nib
 import numpy as np
+from nibabel.affines import obliquity
 from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import SpatialImage
 
 from aris.inputs.base import PreparedInput
 from aris.inputs.detect import looks_like_hu, missing_pair_error
@@ -64,7 +66,7 @@ def read_nifti(path: str | Path, *, modality: Literal["ct", "mri", "mr"] = "ct")
         raise missing_pair_error(path, e) from e
     except (OSError, EOFError, ValueError) as e:
         raise CorruptFileError(path, f"damaged NIfTI file ({type(e).__name__})") from e
-    if not isinstance(img, nib.spatialimages.SpatialImage):
+    if not isinstance(img, SpatialImage):
         raise UnsupportedFormatError(path, "not a NIfTI volume")
 
     warnings: list[str] = []
@@ -120,7 +122,7 @@ def read_nifti(path: str | Path, *, modality: Literal["ct", "mri", "mr"] = "ct")
     env, facts = envelope_warnings(
         n_slices=nz, rows=ny, columns=nx, normal=normal, gaps=[spacing] * max(nz - 1, 0) or None
     )
-    oblique = max(math.degrees(float(a)) for a in nib.affines.obliquity(canonical.affine))
+    oblique = max(math.degrees(float(a)) for a in obliquity(canonical.affine))
     facts["obliquity_deg"] = round(oblique, 2)
     if oblique > AXIAL_TOLERANCE_DEG and not any("from axial" in w for w in env):
         env.append(f"oblique volume ({oblique:.0f} degrees): reoriented to the closest axes, not resampled")
@@ -130,7 +132,7 @@ def read_nifti(path: str | Path, *, modality: Literal["ct", "mri", "mr"] = "ct")
     warnings.extend(_modality_warnings(kind, data))
     logger.info("nifti: %s -> %d slices of %d (%s)", "x".join(map(str, shape)), len(indices), nz, kind)
     return PreparedInput(
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         parts=slice_parts(rgb),
         provenance=Provenance(kind=kind, sources=[str(path)], details=details, warnings=warnings),
         extra={"indices": indices},

@@ -650,7 +650,7 @@ def _render(
         )
     logger.info("series: %d candidates, %d slices -> %d (%s)", len(volumes), n, len(indices), kind)
     return PreparedInput(
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         parts=slice_parts(rgb),
         provenance=Provenance(kind=kind, sources=[str(label)], details=details, warnings=warnings),
         extra={"indices": indices},

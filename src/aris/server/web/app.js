@@ -784,6 +784,7 @@ function wav(chunks, rate) {
   return new Blob([buf], { type: "audio/wav" });
 }
 async function transcribe(blob) {
+  state.lastDictation = blob;  // kept until the next recording (to send again, or to check)
   $("record-state").textContent = "transcribing…";
   const form = new FormData();
   form.append("file", blob, "dictation.wav");

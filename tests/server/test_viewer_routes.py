@@ -96,6 +96,37 @@ def test_series_slices_are_the_files_values_in_hu_ordered_feet_to_head(server, s
     assert [i["label"] for i in m["images"]] == ["SLICE 1", "SLICE 2", "SLICE 3", "SLICE 4"]
 
 
+def test_a_messy_study_is_viewed_as_the_series_the_model_was_shown_in_true_order(server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A study with a repeat acquisition, a DERIVED reformat with more slices, a localizer, a re-sent file,
+    clutter, shuffled names, a tilted plane and a different rescale per file (scripts/make_volumes.py)."""
+    import importlib.util
+    import sys
+
+    url, _ = server
+    script = Path(__file__).resolve().parents[2] / "scripts" / "make_volumes.py"
+    spec = importlib.util.spec_from_file_location("make_volumes", script)
+    assert spec is not None
+    assert spec.loader is not None
+    mv = sys.modules.setdefault("make_volumes", importlib.util.module_from_spec(spec))
+    if not hasattr(mv, "make_study"):
+        spec.loader.exec_module(mv)
+    study = mv.make_study(
+        tmp_path / "study", mv.SeriesSpec(n_slices=12, size=32, tilt=5.0, inplane_jitter=2.0)
+    )
+    files = sorted(p for p in study.folder.rglob("*") if p.is_file())
+    m = _view(url, _upload(url, files), "ct")
+    view = m["view"]
+    assert m["details"]["series_uid"] == study.main.series_uid
+    assert view["n"] == 12
+    for k in range(12):
+        raw = httpx.get(f"{url}{view['base_url']}/slice-{k + 1:05d}.bin", headers=H).content
+        dtype = "<i2" if view["dtypes"][k] == "int16" else "<f4"
+        np.testing.assert_array_equal(np.frombuffer(raw, dtype).reshape(32, 32), study.main.hu(k))
+    along = [float(np.dot(p, study.main.normal)) for p in study.main.positions]
+    assert view["positions_mm"] == pytest.approx(along, abs=1e-3)
+    assert "ORIGINAL preferred over DERIVED" in view["dicom"]["chosen_because"]
+
+
 def test_radiograph_values_before_the_window_and_the_square_the_model_sees(server, samples) -> None:  # type: ignore[no-untyped-def]
     url, _ = server
     path = samples("dicom/cxr/highdicom_dx_image.dcm")

@@ -463,12 +463,19 @@ function thumbs(images, s) {
 }
 function highlightThumb() {
   const s = state.stack;
-  let current = -1;
-  if (s.type === "series") current = s.modelIndex(s.index);
-  else if (s.type === "slide") current = s.tile === null ? -1 : s.tile;
+  let current = -1, near = -1;
+  if (s.type === "series") {
+    current = s.modelIndex(s.index);
+    const sampled = (state.manifest.view && state.manifest.view.sampled) || [];
+    if (current < 0 && sampled.length) {  // the nearest slice the model saw, to keep one's bearings
+      near = sampled.reduce((best, v, j) => (Math.abs(v - s.index) < Math.abs(sampled[best] - s.index) ? j : best), 0);
+    }
+  } else if (s.type === "slide") current = s.tile === null ? -1 : s.tile;
   else current = s.index;
   for (const b of $("thumbs").children) {
     const on = Number(b.dataset.model) === current;
+    b.classList.toggle("near", Number(b.dataset.model) === near);
+    if (Number(b.dataset.model) === near) b.scrollIntoView({ block: "nearest", inline: "nearest" });
     b.classList.toggle("current", on);
     if (on) { b.setAttribute("aria-current", "true"); b.scrollIntoView({ block: "nearest", inline: "nearest" }); } else b.removeAttribute("aria-current");
   }

@@ -166,7 +166,12 @@ function showDetails(m) {
   const add = (k, v) => { if (v !== null && v !== undefined && v !== "" && !(Array.isArray(v) && !v.length)) rows.push([k, v]); };
   const dicom = (m.view && m.view.dicom) || {};
   add("Kind", m.kind);
-  for (const [k, v] of Object.entries(dicom)) add(k.replace(/_/g, " "), v);
+  for (const [k, v] of Object.entries(dicom)) {
+    if (k === "candidates" && Array.isArray(v)) {
+      // Every series found, so the choice can be checked: number, description, modality, slices.
+      add("series found", v.map((c) => `#${c.series_number ?? "?"} ${c.description || ""} (${c.modality}, ${c.usable_slices}/${c.files_or_frames} usable${c.unusable ? `: ${c.unusable}` : ""})`).join("; "));
+    } else add(k.replace(/_/g, " "), v);
+  }
   const d = m.details || {};
   for (const k of ["magnification", "magnification_basis", "candidates", "grid", "render", "pages_used", "text_layer", "token_budget", "original_size", "padding"]) {
     if (k in d && !(k in dicom)) add(k.replace(/_/g, " "), d[k]);
@@ -861,7 +866,14 @@ async function filesOf(entry) {
   return out;
 }
 $("compare").addEventListener("keydown", (e) => { if (e.key === "Escape") $("compare-close").click(); });
-$("kind").onchange = () => { if (state.upload) preview().catch((e) => setStatus(e.message, true)); };
+$("kind").onchange = async () => {
+  if (!state.upload) return;
+  try { await preview(); } catch (e) {
+    if (e.status !== 404 || !state.files.length) { setStatus(e.message, true); return; }
+    // The server removed the upload after its job: send the same files again.
+    try { state.upload = await sendFiles(state.files); await preview(); } catch (e2) { setStatus(e2.message, true); }
+  }
+};
 $("run").onsubmit = run;
 stage("empty");
 // A link can open an upload already on the server: /ui/#upload=<id>&kind=<kind> (aris demo --ui prints them).

@@ -287,3 +287,21 @@ def test_mri_volume_scrolls_all_slices_and_marks_the_models(page: Any, samples) 
     assert page.is_visible("#viewer-banner")
     page.select_option("#display", "values")
     shot(page, "ui-mri.png")
+
+
+def test_numbers_and_printed_ranges_as_the_page_reads_them(page: Any) -> None:
+    got = page.evaluate(
+        """async () => {
+          const f = await import('/ui/format.js');
+          return {
+            fmt: [0.10000000000000142, 21.099999999999998, 1234.5678, -0.000123456, 7, 3.0].map((v) => f.fmt(v)),
+            range: [['11.2', '12.0 - 15.5'], ['16', '12.0 - 15.5'], ['13', '12.0 - 15.5'], ['220', '< 200'],
+                    ['200', '< 200'], ['200', '<= 200'], ['35', '>=40'], ['40', '> 40'], ['6,9', '4,0 - 5,6'],
+                    ['negative', 'negative'], ['5', ''], ['-3', '-5 - 5']].map(([r, g]) => f.outOfRange(r, g)),
+            diff: f.wordDiff('a b c', 'a x c').map((d) => `${d.op}:${d.text}`),
+          };
+        }"""
+    )
+    assert got["fmt"] == ["0.1", "21.1", "1234.57", "-0.0001235", "7", "3"]
+    assert got["range"] == ["L", "H", None, "H", "H", None, "L", "L", "H", None, None, None]
+    assert got["diff"] == ["same:a ", "del:b", "ins:x", "same: c"]

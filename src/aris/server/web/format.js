@@ -6,8 +6,8 @@ export function fmt(v, digits = 4) {
   if (typeof v !== "number" || !Number.isFinite(v)) return v === null || v === undefined ? "" : String(v);
   if (Number.isInteger(v)) return String(v);
   const a = Math.abs(v);
-  const d = a >= 100 ? 2 : a >= 1 ? digits - 1 : digits;
-  return String(Number(v.toFixed(Math.min(d, 10))) || Number(v.toPrecision(digits)));
+  if (a < 1) return String(Number(v.toPrecision(digits)));  // significant digits, however small
+  return String(Number(v.toFixed(a >= 100 ? 2 : digits - 1)));
 }
 
 export function escapeHtml(s) {

@@ -12,6 +12,7 @@ Nothing else calls a task's ``run``. Batch splits the path in two (:func:`prepar
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -107,6 +108,34 @@ def generation_params(
     )
 
 
+def recipe_digest(task: str | Task) -> str:
+    """A digest of the code that turns inputs into this task's prompt and reads its reply.
+
+    Part of every result key: a changed prompt or parser must not serve answers made with the old one.
+    """
+    return _recipe_digest(type(resolve_task(task)))
+
+
+@functools.cache
+def _recipe_digest(cls: type) -> str:
+    import hashlib
+    import inspect
+    import sys
+
+    modules = {cls.__module__, "aris.tasks.base", "aris.tasks.parsing", "aris.prompt", "aris.thinking"}
+    h = hashlib.sha256()
+    for name in sorted(modules):
+        module = sys.modules.get(name)
+        try:
+            source = inspect.getsource(module) if module is not None else name
+        except (OSError, TypeError):  # no source (a frozen build): the module's name and Aris's version
+            from aris import __version__
+
+            source = f"{name}@{__version__}"
+        h.update(name.encode() + b"\0" + source.encode() + b"\0")
+    return h.hexdigest()
+
+
 def run_task(
     task: str | Task,
     inputs: Sequence[InputLike] | InputLike = (),
@@ -195,6 +224,7 @@ __all__ = [
     "check_options",
     "generation_params",
     "prepare_inputs",
+    "recipe_digest",
     "resolve_task",
     "run_task",
 ]

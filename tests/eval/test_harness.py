@@ -24,8 +24,8 @@ from aris.config import ArisSettings
 from aris.eval.harness import evaluate, load_run
 from aris.eval.report import compare
 from aris.notice import NOTICE
-from tests.eval import samples
-from tests.eval.samples import use_oracle
+from tests.eval import datasets as sets
+from tests.eval.datasets import use_oracle
 from tests.servers import SSE_HEADERS, Recorded, Reply, sse_chat, stub_server
 
 FAST = {"n_boot": 200}
@@ -66,7 +66,7 @@ def check_reports(run: dict[str, Any], out: Path) -> None:
 
 
 def test_text_qa_on_the_270m_gguf_resumes_to_the_same_report(tmp_path: Path, gguf_270m: Path) -> None:
-    ds = samples.text_qa_set(tmp_path / "data")
+    ds = sets.text_qa_set(tmp_path / "data")
     settings = ArisSettings(engine="llamacpp", model=str(gguf_270m), max_new_tokens=8, n_ctx=2048)
     kw: dict[str, Any] = {"benchmark": "MedQA", "limit": 2, **FAST}
     first = evaluate(ds, "text-qa", settings, out_dir=tmp_path / "a", **kw)
@@ -104,10 +104,10 @@ def test_text_qa_on_the_270m_gguf_resumes_to_the_same_report(tmp_path: Path, ggu
 
 def test_classify_on_the_tiny_vlm_with_a_failed_item(tmp_path: Path, tiny_vlm: Path, samples) -> None:  # type: ignore[no-untyped-def]
     root = tmp_path / "data"
-    ds = samples.classify_set(samples, root)
+    ds = sets.classify_set(samples, root)
     rows = [json.loads(x) for x in ds.read_text().splitlines()]
     rows.insert(1, {"id": "gone", "input": "tiles/missing.png", "answer": "ADI", "choices": "nct-crc-he"})
-    samples.write_jsonl(ds, rows)
+    sets.write_jsonl(ds, rows)
     settings = ArisSettings(engine="transformers", model=str(tiny_vlm), max_new_tokens=12)
     result = evaluate(ds, "classify", settings, out_dir=tmp_path / "out", limit=3, **FAST)
     run = result.run
@@ -154,7 +154,7 @@ def test_classify_on_the_tiny_vlm_with_a_failed_item(tmp_path: Path, tiny_vlm: P
 
 
 def test_text_qa_accuracy_and_subgroups_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ds = samples.text_qa_set(tmp_path / "data")
+    ds = sets.text_qa_set(tmp_path / "data")
     use_oracle(
         monkeypatch,
         [
@@ -178,7 +178,7 @@ def test_text_qa_accuracy_and_subgroups_by_hand(tmp_path: Path, monkeypatch: pyt
 
 
 def test_binary_vqa_macro_f1_over_conditions_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.vqa_binary_set(samples, tmp_path / "data")
+    ds = sets.vqa_binary_set(samples, tmp_path / "data")
     oracles = use_oracle(
         monkeypatch,
         [
@@ -206,7 +206,7 @@ def test_binary_vqa_macro_f1_over_conditions_by_hand(tmp_path: Path, monkeypatch
 
 
 def test_open_vqa_token_f1_and_closed_accuracy_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.vqa_open_set(samples, tmp_path / "data")
+    ds = sets.vqa_open_set(samples, tmp_path / "data")
     use_oracle(
         monkeypatch,
         [
@@ -228,7 +228,7 @@ def test_open_vqa_token_f1_and_closed_accuracy_by_hand(tmp_path: Path, monkeypat
 
 
 def test_ct_yes_no_through_the_series_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.ct_set(samples, tmp_path / "data")
+    ds = sets.ct_set(samples, tmp_path / "data")
     oracles = use_oracle(
         monkeypatch, [("hemorrhage", "Final Answer: yes"), ("calcification", "Final Answer: yes")]
     )
@@ -242,7 +242,7 @@ def test_ct_yes_no_through_the_series_reader(tmp_path: Path, monkeypatch: pytest
 
 
 def test_classify_accuracy_and_macro_f1_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.classify_set(samples, tmp_path / "data")
+    ds = sets.classify_set(samples, tmp_path / "data")
     use_oracle(
         monkeypatch,
         [
@@ -269,7 +269,7 @@ def test_classify_accuracy_and_macro_f1_by_hand(tmp_path: Path, monkeypatch: pyt
 
 
 def test_cxr_compare_macro_accuracy_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.compare_set(samples, tmp_path / "data")
+    ds = sets.compare_set(samples, tmp_path / "data")
     use_oracle(
         monkeypatch,
         [
@@ -290,7 +290,7 @@ def test_cxr_compare_macro_accuracy_by_hand(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_localize_mean_iou_in_original_pixels_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.localize_set(samples, tmp_path / "data")
+    ds = sets.localize_set(samples, tmp_path / "data")
     use_oracle(
         monkeypatch,
         [
@@ -321,7 +321,7 @@ def test_localize_mean_iou_in_original_pixels_by_hand(tmp_path: Path, monkeypatc
 
 
 def test_wsi_rouge_l_against_rouge_score(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.wsi_set(samples, tmp_path / "data")
+    ds = sets.wsi_set(samples, tmp_path / "data")
     reply = "Colonic tissue with glands and fibrous stroma."
     use_oracle(monkeypatch, [("colon, resection:", reply)])
     run = evaluate(ds, "wsi", ArisSettings(engine="fake"), out_dir=tmp_path / "out", **FAST).run
@@ -334,7 +334,7 @@ def test_wsi_rouge_l_against_rouge_score(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_lab_extraction_precision_recall_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.lab_set(samples, tmp_path / "data")
+    ds = sets.lab_set(samples, tmp_path / "data")
     truth = json.loads(samples("lab/synthetic_lab_report.truth.json").read_text())
     use_oracle(monkeypatch, [("clinical data extraction specialist", json.dumps(truth[:10]))])
     run = evaluate(ds, "lab-extract", ArisSettings(engine="fake"), out_dir=tmp_path / "out", **FAST).run
@@ -354,7 +354,7 @@ def test_lab_extraction_precision_recall_by_hand(tmp_path: Path, monkeypatch: py
 def test_compare_lists_the_items_whose_answers_changed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ds = samples.text_qa_set(tmp_path / "data")
+    ds = sets.text_qa_set(tmp_path / "data")
     use_oracle(monkeypatch, [("scurvy", "Final Answer: C"), ("diabetes", "Final Answer: A"), ("insulin", "Final Answer: liver")])  # fmt: skip
     a = evaluate(ds, "text-qa", ArisSettings(engine="fake", model="model-a"), out_dir=tmp_path / "a", **FAST)
     use_oracle(monkeypatch, [("scurvy", "Final Answer: C"), ("diabetes", "Final Answer: B"), ("insulin", "Final Answer: pancreas")])  # fmt: skip
@@ -370,7 +370,7 @@ def test_compare_lists_the_items_whose_answers_changed(
 
 
 def test_limit_reuses_the_items_already_answered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ds = samples.text_qa_set(tmp_path / "data")
+    ds = sets.text_qa_set(tmp_path / "data")
     oracles = use_oracle(monkeypatch, [("scurvy", "Final Answer: C")])
     first = evaluate(ds, "text-qa", ArisSettings(engine="fake"), out_dir=tmp_path / "a", limit=1, **FAST)
     assert first.run["counts"]["items"] == 1
@@ -383,7 +383,7 @@ def test_limit_reuses_the_items_already_answered(tmp_path: Path, monkeypatch: py
 
 def test_items_spread_over_two_endpoints(tmp_path: Path) -> None:
     """An eval run is a batch: --endpoint servers share its items (scripted OpenAI-compatible servers)."""
-    ds = samples.text_qa_set(tmp_path / "data")
+    ds = sets.text_qa_set(tmp_path / "data")
     answers = {
         "scurvy": "Final Answer: C",
         "diabetes": "Final Answer: B",

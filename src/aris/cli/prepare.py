@@ -26,7 +26,7 @@ from rich.table import Table
 from aris import __version__
 from aris.cli.app import app, console, err_console
 from aris.errors import ArisError, InputError
-from aris.inputs import KINDS, Failure, PreparedInput, estimate_tokens, read, read_many
+from aris.inputs import Failure, PreparedInput, estimate_tokens, kinds, read, read_many
 from aris.types import ImagePart, TextPart
 
 MANIFEST = "manifest.json"
@@ -197,8 +197,8 @@ def prepare_cmd(
     ] = False,
 ) -> None:
     """Write the exact images MedGemma will see (PNGs in model order), a contact sheet and a manifest."""
-    if kind not in KINDS:
-        err_console.print(f"[bold red]error:[/] unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if kind not in kinds():
+        err_console.print(f"[bold red]error:[/] unknown kind {kind!r}; choose one of {', '.join(kinds())}")
         raise typer.Exit(2)
     if not input_path.exists():
         err_console.print(

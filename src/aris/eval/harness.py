@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from aris.batch.manifest import WorkItem
-from aris.batch.runner import RUN_SETTINGS, BatchOptions, Progress, Summary, generation_params, run_batch
+from aris.batch.runner import BatchOptions, Progress, Summary, generation_params, run_batch
 from aris.config import ArisSettings
+from aris.engines import run_settings
 from aris.errors import InputError
 from aris.eval.datasets import EvalItem, dataset_digest, load_dataset
 from aris.eval.metrics import bootstrap_ci
@@ -231,9 +232,7 @@ def build_run(
         "model": job.model,
         "engine": job.engine,
         "job_id": job.id,
-        "settings": {
-            k: v for k, v in settings.model_dump(mode="json").items() if k in RUN_SETTINGS and v is not None
-        },
+        "settings": run_settings(settings),
         "versions": versions(),
         "protocol": proto,
         "counts": counts,

@@ -20,11 +20,10 @@ libraries (wsidicom, pypdfium2, fhir.resources) load only for its kind.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 import math
 import tempfile
+import threading
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -33,11 +32,11 @@ from typing import Any
 
 from aris.errors import ArisError, ConfigError, InputError
 from aris.inputs.base import Kind, Padding, PreparedInput
+from aris.registry import Registry, load_target
 from aris.types import ImagePart, TextPart
 
 logger = logging.getLogger(__name__)
 
-KINDS: tuple[str, ...] = ("cxr", "image", "ct", "mri", "wsi", "pdf", "fhir", "auto")
 IMAGE_TOKENS = 256  # soft tokens per image (mm_tokens_per_image)
 IMAGE_MARKER_TOKENS = 4  # "\n\n", <start_of_image>, <end_of_image>, "\n\n" around each image
 CHARS_PER_TOKEN = 3  # the same deliberately high estimate as Engine.count_text_tokens
@@ -46,32 +45,86 @@ CHARS_PER_TOKEN = 3  # the same deliberately high estimate as Engine.count_text_
 _ALIASES = {"series": "series_uid"}
 
 
-def _reader(kind: str, path: Path | None) -> Callable[..., PreparedInput]:
-    if kind in ("cxr", "image"):
-        from aris.inputs.images import read_image
+@dataclass(frozen=True)
+class Reader:
+    """One input kind: how to read it, the options it takes, and (for plugins) how to recognise it.
 
-        return read_image
-    if kind in ("ct", "mri"):
-        if path is not None and path.is_file() and _is_nifti(path):
-            from aris.inputs.nifti import read_nifti
+    ``read`` and ``sniff`` may be ``"module:function"`` strings, imported only when that kind is read, so
+    checking options or listing kinds imports no reader. ``options`` are the keyword options ``read``
+    accepts; ``sniff(path) -> bool`` lets a plugin claim files before the built-in detection runs.
+    """
 
-            return read_nifti
-        from aris.inputs.series import read_series
+    kind: str
+    read: str | Callable[..., PreparedInput]
+    options: tuple[str, ...] = ()
+    sniff: str | Callable[[Path], bool] | None = None
+    description: str = ""
 
-        return read_series
-    if kind == "wsi":
-        from aris.inputs.wsi import read_wsi
+    def reader(self) -> Callable[..., PreparedInput]:
+        fn = load_target(self.read) if isinstance(self.read, str) else self.read
+        return fn  # type: ignore[no-any-return]
 
-        return read_wsi
-    if kind == "pdf":
-        from aris.inputs.pdf import read_pdf
+    def claims(self, path: Path) -> bool:
+        if self.sniff is None:
+            return False
+        fn = load_target(self.sniff) if isinstance(self.sniff, str) else self.sniff
+        return bool(fn(path))
 
-        return read_pdf
-    if kind == "fhir":
-        from aris.inputs.fhir import read_fhir
 
-        return read_fhir
-    raise ConfigError(f"unknown input kind {kind!r}; choose one of {', '.join(KINDS)}")
+READERS: Registry[Reader] = Registry("reader")
+READERS.register(
+    "cxr",
+    Reader("cxr", "aris.inputs.images:read_image", ("pad_square", "max_pixels"), description="chest X-ray"),
+)
+READERS.register(
+    "image",
+    Reader("image", "aris.inputs.images:read_image", ("pad_square", "max_pixels"), description="2D image"),
+)
+_VOLUME_OPTIONS = ("modality", "series_uid")
+READERS.register("ct", Reader("ct", "aris.inputs:read_volume", _VOLUME_OPTIONS, description="CT volume"))
+READERS.register("mri", Reader("mri", "aris.inputs:read_volume", _VOLUME_OPTIONS, description="MRI volume"))
+READERS.register(
+    "wsi",
+    Reader(
+        "wsi",
+        "aris.inputs.wsi:read_wsi",
+        ("magnification", "max_tiles", "seed", "tile", "min_tissue", "pad_edges"),
+        description="whole-slide image",
+    ),
+)
+READERS.register(
+    "pdf",
+    Reader("pdf", "aris.inputs.pdf:read_pdf", ("dpi", "max_pages", "password"), description="PDF report"),
+)
+READERS.register(
+    "fhir", Reader("fhir", "aris.inputs.fhir:read_fhir", ("token_budget",), description="FHIR record")
+)
+
+# Remote sources by URL scheme: ``fetch(url, dest) -> Path`` brings the study/series into ``dest`` (a private
+# temporary folder) and returns what to read there; ``digest(url) -> str`` names its content for result keys.
+# Example: "dicomweb" -> aris.pacs.source (``aris run ct dicomweb://pacs/studies/<uid>/series/<uid>``).
+SOURCES: Registry[Any] = Registry("source")
+SOURCES.register("dicomweb", "aris.pacs.source")
+
+
+def kinds() -> tuple[str, ...]:
+    """Every input kind a reader is registered for, then ``auto``."""
+    return (*READERS.names(), "auto")
+
+
+def read_volume(
+    source: Path | list[Path], *, modality: str = "ct", series_uid: str | None = None
+) -> PreparedInput:
+    """A CT/MRI volume: a NIfTI file, or a DICOM series (folder, zip or file list)."""
+    if isinstance(source, Path) and source.is_file() and _is_nifti(source):
+        from aris.inputs.nifti import read_nifti
+
+        if series_uid is not None:
+            raise ConfigError("series_uid applies to DICOM series, not to a NIfTI file")
+        return read_nifti(source, modality=modality)  # type: ignore[arg-type]
+    from aris.inputs.series import read_series
+
+    return read_series(source, modality=modality, series_uid=series_uid)
 
 
 def _is_nifti(path: Path) -> bool:
@@ -81,22 +134,56 @@ def _is_nifti(path: Path) -> bool:
         return _nifti_magic(path, f.read(HEAD))
 
 
-def _options_of(fn: Callable[..., Any]) -> set[str]:
-    return {
-        name
-        for name, p in inspect.signature(fn).parameters.items()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    }
+_IMPORT_LOCK = threading.Lock()
+_IMPORTED: set[str] = set()
 
 
-@functools.cache
+def _import_once(kind: str) -> None:
+    """Import pydicom and the kind's reader in one thread at a time, the first time.
+
+    pydicom's package imports are circular; two threads importing it at once (a batch's preparing
+    threads, the server's) can see half-initialised modules and fail with ImportError.
+    """
+    if kind in _IMPORTED:
+        return
+    with _IMPORT_LOCK:
+        if kind in _IMPORTED:
+            return
+        import aris.inputs.dicom  # noqa: F401  (pydicom, whole)
+
+        if kind in READERS:
+            READERS.get(kind).reader()
+        _IMPORTED.add(kind)
+
+
 def _all_options() -> frozenset[str]:
-    names: set[str] = set()
-    for kind in ("cxr", "ct", "wsi", "pdf", "fhir"):
-        names |= _options_of(_reader(kind, None))
-    from aris.inputs.nifti import read_nifti
+    return frozenset(o for _, r in READERS.items() for o in r.options)
 
-    return frozenset(names | _options_of(read_nifti))
+
+def _scheme(path: object) -> str | None:
+    if isinstance(path, str) and "://" in path:
+        scheme = path.split("://", 1)[0].lower()
+        if scheme.isidentifier():
+            return scheme
+    return None
+
+
+def _read_source(url: str, kind: str, options: dict[str, Any]) -> PreparedInput:
+    """A remote study/series: fetched into a private temporary folder, read, then forgotten.
+
+    Readers return images decoded into memory, so the folder can go once they return.
+    """
+    scheme = _scheme(url)
+    assert scheme is not None
+    source = SOURCES.get(scheme)
+    with tempfile.TemporaryDirectory(prefix="aris-src-") as tmp:
+        local = source.fetch(url, Path(tmp))
+        prepared = read(local, kind, **options)
+        for p in prepared.parts:
+            if isinstance(p, ImagePart):
+                p.image.load()
+    prepared.provenance.sources = [source.public(url) if hasattr(source, "public") else url]
+    return prepared
 
 
 def read(path: str | Path | Sequence[str | Path], kind: str = "auto", **options: Any) -> PreparedInput:
@@ -123,12 +210,15 @@ def read(path: str | Path | Sequence[str | Path], kind: str = "auto", **options:
     ConfigError
         An unknown kind or option.
     """
-    if kind not in KINDS:
-        raise ConfigError(f"unknown input kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if kind not in kinds():
+        raise ConfigError(f"unknown input kind {kind!r}; choose one of {', '.join(kinds())}")
     options = {_ALIASES.get(k, k): v for k, v in options.items()}
     unknown = set(options) - _all_options()
     if unknown:
         raise ConfigError(f"unknown input option(s) {', '.join(sorted(unknown))}")
+    _import_once(kind)
+    if _scheme(path) is not None:
+        return _read_source(str(path), kind, options)
     if not isinstance(path, str | Path):
         return _read_list([Path(p) for p in path], kind, options)
     path = Path(path)
@@ -141,7 +231,7 @@ def read(path: str | Path | Sequence[str | Path], kind: str = "auto", **options:
         if len(files) == 1:
             return read(files[0], kind, **options)  # an upload folder (or unpacked zip) of one file
     if kind == "auto":
-        kind = detect_kind(path)
+        kind = _claimed(path) or detect_kind(path)
     if path.is_dir() and kind in ("cxr", "image", "pdf"):
         from aris.inputs.errors import UnsupportedFormatError
 
@@ -154,19 +244,28 @@ def read(path: str | Path | Sequence[str | Path], kind: str = "auto", **options:
     return _dispatch(path, kind, options)
 
 
+def _claimed(path: Path) -> str | None:
+    """The kind of the first registered reader that recognises ``path`` (plugins declare ``sniff``)."""
+    for name, r in READERS.items():
+        if r.sniff is not None and r.claims(path):
+            return name
+    return None
+
+
 def _is_dicom(path: Path) -> bool:
     with path.open("rb") as f:
         return f.read(132)[128:132] == b"DICM"
 
 
 def _dispatch(source: Path | list[Path], kind: str, options: dict[str, Any]) -> PreparedInput:
-    fn = _reader(kind, source if isinstance(source, Path) else None)
-    accepted = _options_of(fn)
+    _import_once(kind)
+    r = READERS.get(kind)
+    accepted = set(r.options)
     ignored = sorted(set(options) - accepted)
     call = {k: v for k, v in options.items() if k in accepted}
     if "modality" in accepted and kind in ("ct", "mri"):
         call.setdefault("modality", kind)
-    prepared = fn(source, **call)
+    prepared = r.reader()(source, **call)
     if kind in ("cxr", "image") and prepared.kind != kind:
         prepared.kind = "cxr" if kind == "cxr" else "image"  # the caller knows a PNG is a chest X-ray
         prepared.provenance.kind = kind
@@ -318,14 +417,17 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "KINDS",
+    "READERS",
+    "SOURCES",
     "Failure",
     "Kind",
     "Padding",
     "PreparedInput",
+    "Reader",
     "contact_sheet",
     "detect_kind",
     "estimate_tokens",
+    "kinds",
     "read",
     "read_fhir",
     "read_image",
@@ -333,6 +435,7 @@ __all__ = [
     "read_nifti",
     "read_pdf",
     "read_series",
+    "read_volume",
     "read_wsi",
     "text_tokens",
 ]

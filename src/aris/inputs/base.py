@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from PIL import Image
 
 from aris.types import ImagePart, Part, Provenance, TextPart
 
-Kind = Literal["cxr", "image", "ct", "mri", "wsi", "pdf", "fhir"]
+# An input kind: a built-in one ("cxr", "image", "ct", "mri", "wsi", "pdf", "fhir") or a plugin reader's.
+Kind = str
 
 
 @dataclass

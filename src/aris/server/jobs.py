@@ -124,9 +124,13 @@ class JobManager:
         self.tmp = Path(tempfile.mkdtemp(prefix="aris-uploads-"))  # mkdtemp gives mode 0700
         self.runner_id = f"server-{uuid.uuid4().hex[:8]}"
         (home / "jobs").mkdir(parents=True, exist_ok=True)
-        engine = runner.engine
-        # What identifies the model in result keys: everything that can change an answer.
-        self.model_key = json.dumps(engine.identity(), sort_keys=True, default=str)
+        self._identity: dict[str, Any] | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies the model in result keys (weights digests: computed once, off the loop)."""
+        if self._identity is None:
+            self._identity = self.runner.engine.identity()
+        return self._identity
 
     # -- uploads -------------------------------------------------------------------------------------
     async def save_upload(self, files: list[UploadFile], who: Principal) -> Upload:
@@ -328,10 +332,11 @@ class JobManager:
         self, who: Principal, task: str, params: dict[str, Any], digest: str, question: str | None, kind: str
     ) -> tuple[str, int]:
         from aris.batch.manifest import item_key
+        from aris.runner import recipe_digest
         from aris.store import NewItem
 
         engine = self.runner.engine
-        key = item_key(digest, task, self.model_key, params, question)
+        key = item_key(digest, task, self.identity(), {**params, "recipe": recipe_digest(task)}, question)
         item = NewItem(0, key, "upload", digest, question, kind, params["read_options"], params["options"])
         view = self.store.create_job(
             task, engine.model_id, engine.kind, params, [item], kind="server", source=who.actor

@@ -7,6 +7,7 @@ import json
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,18 +22,15 @@ H = {"Authorization": "Bearer k"}
 
 
 @pytest.fixture(scope="module")
-def server(tiny_vlm: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def server(vlm_engine: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     from aris.config import ArisSettings
-    from aris.engines.transformers import TransformersEngine
 
     home = tmp_path_factory.mktemp("home")
-    engine = TransformersEngine(str(tiny_vlm))
     app = create_app(
-        ServerSettings(api_key="k", max_upload_mb=5), engine=engine, aris_settings=ArisSettings(home=home)
+        ServerSettings(api_key="k", max_upload_mb=5), engine=vlm_engine, aris_settings=ArisSettings(home=home)
     )
     with live_server(app) as url:
         yield url, home
-    engine.close()
 
 
 def _events(url: str, job_id: str) -> list[dict]:

@@ -7,6 +7,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,15 +31,11 @@ ARGS = [
 
 
 @pytest.fixture(scope="module")
-def ui_server(tiny_vlm: Path) -> Iterator[str]:
-    from aris.engines.transformers import TransformersEngine
-
-    engine = TransformersEngine(str(tiny_vlm))
+def ui_server(vlm_engine: Any) -> Iterator[str]:
     with live_server(
-        create_app(ServerSettings(api_key="ui-key", model_name="tiny-vlm"), engine=engine)
+        create_app(ServerSettings(api_key="ui-key", model_name="tiny-vlm"), engine=vlm_engine)
     ) as url:
         yield url
-    engine.close()
 
 
 @pytest.fixture(scope="module")

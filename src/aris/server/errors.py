@@ -63,7 +63,7 @@ class APIError(Exception):
         headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
-        self.status, self.message, self.code, self.param = status, message, code, param
+        self.status, self.message, self.code, self.param = status, message, code or _CODES.get(status), param
         self.err_type = err_type or _TYPES.get(
             status, "server_error" if status >= 500 else "invalid_request_error"
         )

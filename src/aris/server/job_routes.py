@@ -10,11 +10,11 @@ import io
 import json
 import re
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
 from fastapi.responses import FileResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from aris.server.errors import APIError
 from aris.server.guard import principal_of
@@ -22,8 +22,17 @@ from aris.server.jobs import JobManager
 
 router = APIRouter(tags=["tasks"])
 IMAGE_NAME = re.compile(r"^\d{4}\.png$")
-ID = r"^[0-9a-f]{6,64}$"
-InputKind = Literal["auto", "cxr", "image", "ct", "mri", "wsi", "pdf", "fhir"]
+
+
+def _known_kind(value: str) -> str:
+    from aris.inputs import kinds
+
+    if value not in kinds():  # the reader registry: plugins' kinds included
+        raise ValueError(f"unknown input kind; one of {', '.join(kinds())}")
+    return value
+
+
+InputKind = Annotated[str, Field(max_length=32), AfterValidator(_known_kind)]
 
 
 def manager(request: Request) -> JobManager:
@@ -58,7 +67,9 @@ class ReadOptions(BaseModel):
 
 class PrepareRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: InputKind = Field(default="auto", description="auto|cxr|image|ct|mri|wsi|pdf|fhir")
+    kind: InputKind = Field(
+        default="auto", description="An input kind (auto, cxr, image, ct, mri, wsi, ...)."
+    )
     options: ReadOptions = Field(default_factory=ReadOptions)
 
 
@@ -66,7 +77,7 @@ class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     task: str = Field(max_length=64, description="A task name from /v1/tasks.")
     uploads: list[str] = Field(
-        min_length=1, max_length=16, description="Upload ids, in the order the task takes them."
+        max_length=16, description="Upload ids, in the order the task takes them (none for text tasks)."
     )
     question: str | None = Field(default=None, max_length=20000)
     options: dict[str, Any] = Field(default_factory=dict, description="The task's options (see /v1/tasks).")

@@ -257,6 +257,8 @@ class JobManager:
                 f"max_new_tokens is limited to {self.max_new_tokens} on this server",
                 param="max_new_tokens",
             )
+        if max_new_tokens is None and task.max_new_tokens > self.max_new_tokens:
+            max_new_tokens = self.max_new_tokens  # the server's cap holds for the task's defaults too
         self._check_options(task, options)
         if task.needs_question and not (question or "").strip():
             raise APIError(422, f"task {task_name} needs a question", param="question")

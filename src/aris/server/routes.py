@@ -91,7 +91,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
         principal_of(request.scope), "chat.completion", detail="stream" if body.stream else "complete"
     )
     if body.stream:
-        lines = await chat.stream(prepared)
+        lines = await until_disconnected(request, chat.stream(prepared))  # queued, then the first piece
+        if lines is None:
+            return JSONResponse({"error": None}, status_code=499)  # nobody reads it: the client left
         return StreamingResponse(
             lines,
             media_type="text/event-stream",

@@ -15,6 +15,16 @@ from aris.server.local import free_port, live_server
 __all__ = ["free_port", "live_server"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def server_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An ARIS_HOME for servers built by module fixtures, which start before each test's own home."""
+    home = tmp_path_factory.mktemp("server-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ARIS_HOME", str(home))
+        mp.delenv("ARIS_DB_URL", raising=False)
+        yield home
+
+
 @pytest.fixture(scope="session")
 def llama_engine(gguf_270m: Path) -> Iterator[Any]:
     from aris.engines.llamacpp import LlamaCppEngine

@@ -83,7 +83,8 @@ def _raw(url: str, body: dict[str, Any]) -> tuple[socket.socket, bytes]:
 def abort_socket(url: str, rng: random.Random) -> str:
     stream = rng.random() < 0.7
     sock, request = _raw(url, _body(stream))
-    how = rng.choice(["mid-body", "before-reply", "after-bytes"])
+    # A plain reply comes whole at the end, so a plain request is left before it: mid-body or after sending.
+    how = rng.choice(["mid-body", "before-reply", "after-bytes"] if stream else ["mid-body", "before-reply"])
     with sock:
         if how == "mid-body":
             sock.sendall(request[: rng.randint(1, len(request) - 1)])

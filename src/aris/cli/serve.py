@@ -43,6 +43,9 @@ def serve_cmd(
     ] = None,
     max_upload_mb: Annotated[int, typer.Option(help="Largest upload (HTTP 413 beyond).")] = 2048,
     max_request_mb: Annotated[int, typer.Option(help="Largest JSON request (HTTP 413 beyond).")] = 64,
+    max_tokens: Annotated[
+        int, typer.Option("--max-tokens", help="Most tokens any request or job may generate.")
+    ] = 8192,
     key_max_concurrent: Annotated[
         int | None, typer.Option(help="Per-key limit on requests and jobs in flight (429 beyond).")
     ] = None,
@@ -76,6 +79,7 @@ def serve_cmd(
         cors_origins=cors_origin or [],
         max_upload_mb=max_upload_mb,
         max_request_mb=max_request_mb,
+        max_tokens=max_tokens,
         key_max_concurrent=key_max_concurrent,
         key_rate_per_minute=key_rate_per_minute,
         shutdown_timeout_s=shutdown_timeout,

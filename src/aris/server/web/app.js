@@ -39,6 +39,7 @@ async function init() {
     $("task").innerHTML = tasks.map((t) => `<option value="${t.name}" title="${t.description}">${t.name}</option>`).join("");
     if (chosen && tasks.some((t) => t.name === chosen)) $("task").value = chosen;
     await loadJobs();
+    setStatus("");  // a corrected key clears the error the wrong one left
   } catch (e) { setStatus(`cannot reach the server: ${e.message}`, true); }
 }
 

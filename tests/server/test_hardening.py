@@ -211,6 +211,29 @@ def test_foreign_host_and_origin_are_refused_on_every_route(text_server: tuple[s
     assert httpx.get(f"{url}/v1/models", headers={"Origin": url}).status_code == 200  # the web UI itself
 
 
+def test_a_proxied_host_name_is_served_when_allowed(llama_engine: Any) -> None:
+    settings = ServerSettings(allowed_hosts=["aris.hospital.example"])
+    with live_server(create_app(settings, engine=llama_engine)) as url:
+        proxied = {"Host": "aris.hospital.example", "Origin": "https://aris.hospital.example"}
+        assert httpx.get(f"{url}/v1/models", headers=proxied).status_code == 200
+        mcp = httpx.post(
+            f"{url}/mcp",
+            headers={**proxied, "Accept": "application/json, text/event-stream"},
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "1"},
+                },
+            },
+        )
+        assert mcp.status_code == 200, mcp.text
+        assert httpx.get(f"{url}/v1/models", headers={"Host": "other.example"}).status_code == 421
+
+
 # -- 5. body limits, counted as bytes arrive ----------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from mcp.server.transport_security import TransportSecuritySettings
 from PIL import Image
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
@@ -155,7 +156,13 @@ def create_app(
             max_tokens=settings.max_tokens,
             audit=app.state.audit,
         )
-        mcp_http = mcp.server.streamable_http_app(streamable_http_path="/mcp", host=settings.host)
+        # Host and Origin are checked for every route by guard.HostGuard (with --allowed-host); the SDK's
+        # own check knows only the bind address and would refuse the name a reverse proxy forwards.
+        mcp_http = mcp.server.streamable_http_app(
+            streamable_http_path="/mcp",
+            host=settings.host,
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        )
         mcp.app = mcp_http.routes[0].app
         app.state.chat = ChatService(
             runner,

@@ -484,11 +484,12 @@ class JobManager:
             )
 
         result = None
-        async for item in self.runner.call(work):
-            if isinstance(item, Returned):
-                result = item.value
-            elif item["kind"] == "answer" or job.think:
-                self._emit(job, item)
+        async with contextlib.aclosing(self.runner.call(work)) as pieces:
+            async for item in pieces:
+                if isinstance(item, Returned):
+                    result = item.value
+                elif item["kind"] == "answer" or job.think:
+                    self._emit(job, item)
         if result is None:
             raise ArisError("the task produced no result")
         data: dict[str, Any] = json.loads(result.model_dump_json())

@@ -74,7 +74,7 @@ def prepare_inputs(
     t = resolve_task(task)
     items = _as_list(inputs)
     if t.n_inputs[1] == 1 and len(items) > 1 and all(isinstance(i, str | Path) for i in items):
-        items = [[Path(str(i)) for i in items]]  # type: ignore[list-item]
+        items = [[Path(str(i)) for i in items]]
     chosen = kind if kind and kind != "auto" else t.read_kind
     opts = dict(t.read_options) if chosen == t.read_kind else {}
     opts.update(read_options or {})
@@ -122,7 +122,15 @@ def _recipe_digest(cls: type) -> str:
     import inspect
     import sys
 
-    modules = {cls.__module__, "aris.tasks.base", "aris.tasks.parsing", "aris.prompt", "aris.thinking"}
+    # Every class the task inherits from (a dictation report parses as cxr-report does), and the shared parts.
+    inherited = {c.__module__ for c in cls.__mro__ if c.__module__ not in ("builtins", "abc")}
+    modules = inherited | {
+        "aris.tasks.base",
+        "aris.tasks.parsing",
+        "aris.tasks.yesno",
+        "aris.prompt",
+        "aris.thinking",
+    }
     h = hashlib.sha256()
     for name in sorted(modules):
         module = sys.modules.get(name)

@@ -23,7 +23,7 @@ def test_eval_dataset_runs_through_a_real_engine_and_resumes(tmp_path: Path, ggu
     out = tmp_path / "run"
     cmd = [
         "eval", ds, "--task", "text-qa", "--engine", "llamacpp", "--model", gguf_270m, "--n-ctx", "2048",
-        "--max-new-tokens", "6", "--limit", "1", "--benchmark", "MedQA", "--bootstrap", "100", "--out", out,
+        "--max-new-tokens", "6", "--limit", "1", "--benchmark", "MedQA", "--layout", "aris", "--bootstrap", "100", "--out", out,
     ]  # fmt: skip
     r = invoke(*cmd)
     assert r.exit_code == 0, r.output
@@ -88,7 +88,7 @@ def test_eval_errors_name_what_to_fix(tmp_path: Path) -> None:
     assert "no protocol for task 'ehr-summary'" in str(r.exception)
     r = invoke("eval", ds, "--task", "text-qa", "--benchmark", "NoSuchBench", "--engine", "fake")
     assert r.exit_code == 2
-    assert "no published figures for 'NoSuchBench'" in r.output
+    assert "no published figures or adapter for 'NoSuchBench'" in r.output
     r = invoke("eval", "compare", tmp_path / "nope", tmp_path / "nope2")
     assert isinstance(r.exception, InputError)
     assert "no such eval run" in str(r.exception)

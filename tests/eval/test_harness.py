@@ -119,6 +119,7 @@ def test_classify_on_the_tiny_vlm_with_a_failed_item(tmp_path: Path, tiny_vlm: P
         "not_run": 0,
         "no_answer": sum(1 for i in done(run) if i["prediction"] is None),
         "repaired": sum(1 for i in done(run) if i["repaired"]),
+        "truncated": sum(1 for i in done(run) if i["truncated"]),
     }
     gone = run["items"][1]
     assert gone["status"] == "failed"
@@ -184,21 +185,28 @@ def test_binary_vqa_macro_f1_over_conditions_by_hand(tmp_path: Path, monkeypatch
         [
             ("pleural effusion?", "Blunted angle. Final Answer: yes"),  # tp (effusion)
             ("on the left?", "Final Answer: Yes"),  # fp (effusion)
-            ("heart enlarged?", "I cannot tell."),  # no answer on a negative (cardiomegaly)
+            ("heart enlarged?", "I cannot tell."),  # unreadable on a negative: wrong, a fp (cardiomegaly)
             ("cardiomegaly?", "Final Answer: yes"),  # tp (cardiomegaly)
         ],
     )
-    run = evaluate(ds, "vqa", ArisSettings(engine="fake"), out_dir=tmp_path / "out", **FAST).run
-    assert run["protocol"]["mode"] == "binary"
-    assert all('You MUST end your responce with either "Final Answer: yes"' in p for p in oracles[0].prompts)
-    # effusion: tp 1, fp 1 -> F1 2/3; cardiomegaly: tp 1 -> F1 1
-    assert run["metrics"]["macro_f1"]["value"] == pytest.approx((2 / 3 + 1) / 2)
+    run = evaluate(
+        ds, "vqa", ArisSettings(engine="fake"), out_dir=tmp_path / "out", mode="yes-no", **FAST
+    ).run
+    assert run["protocol"]["mode"] == "yes-no"
+    assert all(
+        p.endswith('You MUST end your responce with either "Final Answer: yes" or "Final Answer: no<end_of_turn>\n<start_of_turn>model\n')
+        for p in oracles[0].prompts
+    )  # fmt: skip
+    assert run["protocol"]["max_new_tokens"] == 1024  # the report mode's budget, named in the record
+    # effusion: tp 1, fp 1 -> F1 2/3; cardiomegaly: tp 1, fp 1 (unreadable) -> F1 2/3
+    assert run["metrics"]["macro_f1"]["value"] == pytest.approx(2 / 3)
     assert run["metrics"]["accuracy"]["value"] == pytest.approx(2 / 4)
     by_cond: dict[str, tuple[list[bool], list[bool]]] = {}
     for i in run["items"]:
         t, p = by_cond.setdefault(i["condition"], ([], []))
         t.append(i["reference"] == "yes")
-        p.append(i["prediction"] == "yes")
+        # scikit-learn with an unreadable answer written as the opposite of its reference
+        p.append(i["prediction"] == "yes" if i["prediction"] else i["reference"] != "yes")
     assert run["metrics"]["macro_f1"]["value"] == pytest.approx(
         sum(f1_score(t, p) for t, p in by_cond.values()) / len(by_cond)
     )
@@ -223,7 +231,10 @@ def test_open_vqa_token_f1_and_closed_accuracy_by_hand(tmp_path: Path, monkeypat
     assert run["metrics"]["closed_accuracy"]["n"] == 1  # the one yes/no reference
     assert run["metrics"]["token_f1"]["n"] == 3
     assert run["subgroups"]["open"]["closed_accuracy"] is None  # no yes/no references there
-    assert "articles a/an/the dropped" in (tmp_path / "out" / "report.md").read_text()
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "a/an/the dropped" in md
+    assert "closed questions: questions whose reference is yes or no" in md
+    assert 'in the format "Final Answer: X":' in md  # the report's VQA row, quoted in the report
     check_reports(run, tmp_path / "out")
 
 
@@ -252,7 +263,9 @@ def test_classify_accuracy_and_macro_f1_by_hand(tmp_path: Path, monkeypatch: pyt
             ("Tile 3:", '{"answer": "lymphocytes"}'),  # right
         ],
     )
-    run = evaluate(ds, "classify", ArisSettings(engine="fake"), out_dir=tmp_path / "out", **FAST).run
+    run = evaluate(
+        ds, "classify", ArisSettings(engine="fake"), out_dir=tmp_path / "out", prompts="app", **FAST
+    ).run
     assert run["metrics"]["accuracy"]["value"] == 0.75
     # classes: epithelium F1 1, stroma 0 (missed), adipose 0 (false), lymphocytes 1
     assert run["metrics"]["macro_f1"]["value"] == pytest.approx(0.5)
@@ -304,7 +317,9 @@ def test_localize_mean_iou_in_original_pixels_by_hand(tmp_path: Path, monkeypatc
             ),  # no box, even after repair
         ],
     )
-    run = evaluate(ds, "cxr-localize", ArisSettings(engine="fake"), out_dir=tmp_path / "out", **FAST).run
+    run = evaluate(
+        ds, "cxr-localize", ArisSettings(engine="fake"), out_dir=tmp_path / "out", prompts="app", **FAST
+    ).run
     # the film is 211 wide and 169 high, padded to 211 with 21 rows on top: x = x/1000*211, y = y/1000*211 - 21
     box = [200 * 0.211 - 21, 50 * 0.211, 900 * 0.211 - 21, 400 * 0.211]
     assert run["items"][0]["prediction"] == pytest.approx(box)
@@ -324,7 +339,9 @@ def test_wsi_rouge_l_against_rouge_score(tmp_path: Path, monkeypatch: pytest.Mon
     ds = sets.wsi_set(samples, tmp_path / "data")
     reply = "Colonic tissue with glands and fibrous stroma."
     use_oracle(monkeypatch, [("colon, resection:", reply)])
-    run = evaluate(ds, "wsi", ArisSettings(engine="fake"), out_dir=tmp_path / "out", **FAST).run
+    run = evaluate(
+        ds, "wsi", ArisSettings(engine="fake"), out_dir=tmp_path / "out", prompts="app", **FAST
+    ).run
     ref = json.loads(ds.read_text())["answer"]
     expected = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True).score(ref, reply)["rougeL"].fmeasure
     assert run["items"][0]["prediction"] == reply
@@ -337,7 +354,9 @@ def test_lab_extraction_precision_recall_by_hand(tmp_path: Path, monkeypatch: py
     ds = sets.lab_set(samples, tmp_path / "data")
     truth = json.loads(samples("lab/synthetic_lab_report.truth.json").read_text())
     use_oracle(monkeypatch, [("clinical data extraction specialist", json.dumps(truth[:10]))])
-    run = evaluate(ds, "lab-extract", ArisSettings(engine="fake"), out_dir=tmp_path / "out", **FAST).run
+    run = evaluate(
+        ds, "lab-extract", ArisSettings(engine="fake"), out_dir=tmp_path / "out", prompts="app", **FAST
+    ).run
     assert len(run["items"][0]["prediction"]) == 10  # both pages answered the same: merged
     fields = lambda tests: sum(bool(str(v).strip()) for t in tests for v in t.values())  # noqa: E731
     p, r = 1.0, fields(truth[:10]) / fields(truth)
@@ -423,3 +442,33 @@ def test_a_csv_dataset_reads_like_jsonl(tmp_path: Path, monkeypatch: pytest.Monk
     assert [(i["reference"], i["prediction"]) for i in run["items"]] == [("C", "C"), ("B", "B")]
     assert run["metrics"]["accuracy"]["value"] == 1.0
     assert run["subgroups"] == {"nutrition": {"n": 1, "accuracy": 1.0}}  # an empty subgroup is none
+
+
+def test_report_mode_records_its_prompt_budget_and_truncated_thoughts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    ds = sets.text_qa_set(tmp_path / "data")
+    oracles = use_oracle(
+        monkeypatch,
+        [
+            ("scurvy", "<unused94>thought\nCollagen needs ascorbate, so"),  # a thought cut before any answer
+            ("type 2 diabetes", "<unused94>thought\nBiguanide.<unused95>Final Answer: B"),
+            ("makes insulin", "Final Answer: pancreas"),
+        ],
+    )
+    run = evaluate(ds, "text-qa", ArisSettings(engine="fake"), out_dir=tmp_path / "out", benchmark="PubMedQA", n_boot=0).run  # fmt: skip
+    assert {p.max_new_tokens for p in oracles[0].params} == {8192}
+    # three first calls think; the cut thought's repair call (Aris's, never scored) does not
+    assert [p.think for p in oracles[0].params].count(True) == 3
+    assert run["protocol"]["max_new_tokens"] == 8192
+    assert run["protocol"]["report_prompt"]["prompt"] == "TEXT_MCQ"
+    assert [i["truncated"] for i in run["items"]] == [True, False, False]
+    assert run["counts"]["truncated"] == 1
+    assert run["items"][0]["prediction"] is None
+    assert run["metrics"]["accuracy"]["published"] == 68.2
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "truncated 1" in md
+    assert "## Truncated replies (1)\n" in md
+    assert "- t1\n" in md.split("## Truncated replies")[1]
+    assert "67.6 in a results table of the technical report" in md  # the other published value, named
+    assert "Appendix B, Tables 7-13" in md
+    assert "one 'A. text' line each" in md  # a choice the report leaves open, named
+    assert 'X in the format "Final Answer: X":\n```' in md  # the template, quoted

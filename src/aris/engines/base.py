@@ -8,9 +8,12 @@ recording happen above it, the same for every engine.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from PIL import Image
 
 from aris.errors import BudgetError
 from aris.prompt import Turn, count_images
@@ -32,6 +35,16 @@ class Capabilities:
     concurrent_requests: int = 1
 
 
+def images_digest(images: Iterable[Image.Image]) -> str:
+    """sha256 over images (size, mode, pixels), in order: what a cached prompt prefix must match besides
+    its token ids, since every image soft token has the same id."""
+    h = hashlib.sha256()
+    for img in images:
+        h.update(f"{img.size}{img.mode}".encode())
+        h.update(img.tobytes())
+    return h.hexdigest()
+
+
 class Engine(abc.ABC):
     """A loaded model that can generate. Backends import their libraries only when constructed.
 
@@ -43,6 +56,8 @@ class Engine(abc.ABC):
 
     kind: ClassVar[str] = ""
     local: ClassVar[bool] = True  # runs the model in this process (False: talks to a server)
+    # Counting tokens costs a round trip (it queues behind generations on a busy server): avoid it.
+    remote_tokenizer: ClassVar[bool] = False
     settings_used: ClassVar[tuple[str, ...]] = ("model",)
 
     def __init__(self, model_id: str) -> None:
@@ -68,7 +83,11 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def stream(self, turns: list[Turn], params: GenerationParams) -> Iterator[str]:
-        """Yield raw text chunks of the model's reply (end-of-turn markers removed)."""
+        """Yield raw text chunks of the model's reply (end-of-turn markers removed).
+
+        The iterator may carry ``usage`` (``prompt_tokens``, ``completion_tokens``) once it ends, when
+        the backend knows them exactly; :func:`aris.generate.generate` then counts nothing again.
+        """
 
     def count_text_tokens(self, text: str) -> int:
         """Tokens of plain text. Backends with a tokenizer override this; the estimate errs high."""
@@ -95,7 +114,11 @@ class Engine(abc.ABC):
             )
         from aris.prompt import render
 
-        text_tokens = self.count_text_tokens(render(turns))
+        text = render(turns)
+        room = caps.max_context - n_images * caps.image_tokens - params.max_new_tokens
+        if self.remote_tokenizer and len(text.encode("utf-8")) <= room:
+            return  # a token is at least one byte: it fits without asking the server to count
+        text_tokens = self.count_text_tokens(text)
         needed = text_tokens + n_images * caps.image_tokens + params.max_new_tokens
         if needed > caps.max_context:
             raise BudgetError(

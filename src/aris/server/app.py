@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from aris.config import ArisSettings
 from aris.engines.base import Engine
 from aris.errors import ArisError
-from aris.server import guard
+from aris.server import audio_routes, guard
 from aris.server.audit import Audit
 from aris.server.auth import KeyRing
 from aris.server.errors import (
@@ -84,6 +84,7 @@ def attach_routers(app: FastAPI, mcp: MCPMount) -> None:
     app.include_router(health)
     app.include_router(api)
     app.include_router(job_router)
+    audio_routes.attach(app)
     app.router.routes.append(Route("/mcp", endpoint=mcp))
     web = Path(__file__).parent / "web"
     app.mount("/ui", StaticFiles(directory=web, html=True), name="ui")

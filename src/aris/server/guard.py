@@ -35,7 +35,7 @@ access_logger = logging.getLogger("aris.server.access")
 
 # Routes that take file uploads get --max-upload-mb; every other body gets --max-request-mb.
 # A router that takes uploads adds its path here.
-UPLOAD_PREFIXES: list[str] = ["/v1/uploads", "/v1/audio/transcriptions"]
+UPLOAD_PREFIXES: list[str] = ["/v1/uploads"]
 # Reachable without a key: health probes, the API description and the static web UI (which asks
 # for the key and sends it with every API call).
 PUBLIC_PATHS = frozenset(

@@ -12,11 +12,19 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
+from aris.server.auth import Principal
 from aris.server.errors import APIError
 from aris.server.guard import principal_of
 from aris.server.protocol import ChatCompletionRequest
 
 T = TypeVar("T")
+
+
+def require_key(request: Request) -> Principal:
+    """The caller, for routes that want it as a dependency. The key itself was checked app-wide
+    (:class:`aris.server.guard.AuthGuard`) before any route ran; there is nothing left to check here."""
+    return principal_of(request.scope)
+
 
 health = APIRouter()
 api = APIRouter()

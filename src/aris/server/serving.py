@@ -161,13 +161,11 @@ class ChatService:
 
     def _usage(self, p: Prepared, result: Result) -> dict[str, int]:
         completion = int(result.usage.get("completion_tokens", 0))
-        self.runner.metrics.tokens.labels("prompt").inc(p.prompt_tokens)
+        # The engine's own count of the prompt when it reports one (a remote server does).
+        prompt = int(result.usage.get("prompt_tokens", p.prompt_tokens))
+        self.runner.metrics.tokens.labels("prompt").inc(prompt)
         self.runner.metrics.tokens.labels("completion").inc(completion)
-        return {
-            "prompt_tokens": p.prompt_tokens,
-            "completion_tokens": completion,
-            "total_tokens": p.prompt_tokens + completion,
-        }
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
     @staticmethod
     def _finish_reason(p: Prepared, result: Result) -> str:

@@ -126,9 +126,10 @@ class Trace:
         )
         turns = build_turns(messages, think=params.think)
         images = count_images(turns)
-        result.usage["prompt_tokens"] = (
-            self.engine.count_text_tokens(render(turns)) + images * self.engine.capabilities.image_tokens
-        )
+        if "prompt_tokens" not in result.usage:  # the engine did not report it
+            result.usage["prompt_tokens"] = (
+                self.engine.count_text_tokens(render(turns)) + images * self.engine.capabilities.image_tokens
+            )
         self.results.append((name, result))
         logger.info(
             "task %s step %s: %d images, %d completion tokens, %.2fs",
@@ -359,7 +360,7 @@ class Task(abc.ABC):
         inputs: list[PreparedInput],
         question: str | None = None,
         *,
-        options: dict[str, Any] | None = None,
+        options: dict[str, Any] | TaskOptions | None = None,
         params: GenerationParams | None = None,
         on_token: OnToken | None = None,
         ctx: RunContext | None = None,

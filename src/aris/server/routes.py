@@ -5,6 +5,7 @@ Keys, Host/Origin, limits and body sizes are checked before any route runs (:mod
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -95,19 +96,35 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     if chat is None:
         raise APIError(503, "the model is still loading", "server_error", code="not_ready")
     prepared = await anyio.to_thread.run_sync(chat.prepare, body)  # images decode off the loop
-    await request.app.state.audit.record(
-        principal_of(request.scope), "chat.completion", detail="stream" if body.stream else "complete"
+    # The audit row is written while the request waits for the engine; no reply leaves unaudited.
+    audited = asyncio.create_task(
+        request.app.state.audit.record(
+            principal_of(request.scope), "chat.completion", detail="stream" if body.stream else "complete"
+        )
     )
     if body.stream:
-        lines = await until_disconnected(request, chat.stream(prepared))  # queued, then the first piece
+        try:
+            lines = await until_disconnected(request, chat.stream(prepared))  # queued, then the first piece
+        except BaseException:
+            audited.cancel()
+            raise
         if lines is None:
+            await audited
             return JSONResponse({"error": None}, status_code=499)  # nobody reads it: the client left
+        try:
+            await audited
+        except BaseException:
+            await lines.aclose()
+            raise
         return StreamingResponse(
             lines,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    reply = await until_disconnected(request, chat.complete(prepared))
+    try:
+        reply = await until_disconnected(request, chat.complete(prepared))
+    finally:
+        await audited
     if reply is None:
         return JSONResponse({"error": None}, status_code=499)  # nobody reads it: the client left
     return reply

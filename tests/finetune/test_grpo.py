@@ -25,7 +25,15 @@ from aris.errors import ConfigError
 from aris.eval.protocol import make_protocol
 from aris.finetune.config import GrpoConfig, resolve_config
 from aris.finetune.dataset import dataset_digest, load_examples
-from aris.finetune.grpo import HELDOUT, RlData, aris_processing, inference_turns, load_items, split_items, trl_prompt
+from aris.finetune.grpo import (
+    HELDOUT,
+    RlData,
+    aris_processing,
+    inference_turns,
+    load_items,
+    split_items,
+    trl_prompt,
+)
 from aris.finetune.train import RECORD, train
 from aris.prompt import prompt_hash, render
 from aris.tasks import get_task
@@ -59,10 +67,10 @@ class Watch(TrainerCallback):  # type: ignore[misc]
 
 def train_prompt(cfg: GrpoConfig) -> Any:
     """The turns of the (one) training item, built as the run builds them."""
-    items, _ = load_items(cfg)
+    items, classes = load_items(cfg)
     protocol = make_protocol(cfg.task, items, cfg.dataset, None, prompts="app")
     data = RlData(get_task(cfg.task), items, protocol, cfg)
-    train_idx, _ = split_items(items, [data.work(i)[4] for i in range(len(items))], cfg.val_fraction, cfg.seed)
+    train_idx, _ = split_items(items, classes, cfg.val_fraction, cfg.seed)
     assert len(train_idx) == 1
     return data.get(train_idx[0]).turns
 
@@ -86,10 +94,13 @@ def temperature_for(logits: torch.Tensor, token: int, p: float) -> float:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory, class_images: dict[str, list[Any]], tiny_vlm: Path) -> dict[str, Any]:
+def run(
+    tmp_path_factory: pytest.TempPathFactory, class_images: dict[str, list[Any]], tiny_vlm: Path
+) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("grpo")
     dataset = write_class_folder(
-        root / "data", {"chest_xray": class_images["chest_xray"][:1], "pathology": class_images["pathology"][:1]}
+        root / "data",
+        {"chest_xray": class_images["chest_xray"][:1], "pathology": class_images["pathology"][:1]},
     )
     out = root / "adapter"
     settings: dict[str, Any] = {

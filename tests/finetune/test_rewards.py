@@ -141,7 +141,9 @@ def _reward_set(weights: dict[str, float], replies: dict[int, str]) -> RewardSet
     )
 
 
-def test_reward_functions_share_one_reading_per_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reward_functions_share_one_reading_per_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "my_rewards.py").write_text(
         "calls = []\n"
         "def short(completions, *, references, parsed, thoughts, items, completion_ids, task, **kw):\n"

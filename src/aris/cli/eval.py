@@ -230,7 +230,9 @@ def compare_cmd(
         changed = [(c["id"], c["predictions"], c["reference"]) for c in cmp["changed"]]
         markdown = compare_runs_markdown
     for name, (values, deltas) in zip(cmp["metrics"], rows, strict=True):
-        t.add_row(name, *(_pct(v) for v in values), *("—" if d is None else f"{100 * d:+.1f}" for d in deltas))
+        t.add_row(
+            name, *(_pct(v) for v in values), *("—" if d is None else f"{100 * d:+.1f}" for d in deltas)
+        )
     console.print(t)
     console.print(f"{len(changed)} items changed their answer", highlight=False)
     if changed and show:

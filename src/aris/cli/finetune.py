@@ -124,7 +124,8 @@ def _reward_weight(option: str) -> tuple[str, float]:
         return name.strip(), float(value)
     except ValueError:
         raise typer.BadParameter(
-            f"{option!r}: expected NAME=WEIGHT (correct=1, format=0.2, mymodule:myfn=0.5)", param_hint="--reward"
+            f"{option!r}: expected NAME=WEIGHT (correct=1, format=0.2, mymodule:myfn=0.5)",
+            param_hint="--reward",
         ) from None
 
 
@@ -271,7 +272,7 @@ def train_cmd(
     """Train a LoRA (or QLoRA) adapter on DATASET; `aris finetune merge` folds it into the base."""
     # Every parameter but these is a setting; None means the flag was not given.
     flags = {k: v for k, v in locals().items() if k not in ("config", "resume", "input_option", "reward")}
-    from aris.finetune.config import resolve_config
+    from aris.finetune.config import GrpoConfig, resolve_config
     from aris.finetune.train import RECORD, train
 
     if input_option:
@@ -285,12 +286,14 @@ def train_cmd(
         f"use it: aris ask --model {cfg.base} --adapter {where} ...  ·  merge: aris finetune merge {where} --out DIR",
         highlight=False,
     )
-    if cfg.method == "grpo" and (where / "heldout.jsonl").stat().st_size:
-        prompts_flag = getattr(cfg, "prompts", "app")
-        console.print(
-            f"held-out items: aris eval {where / 'heldout.jsonl'} --task {cfg.task} --prompts {prompts_flag} "
+    held = where / "heldout.jsonl"
+    if isinstance(cfg, GrpoConfig) and held.is_file() and held.stat().st_size:
+        mode = f" --mode {cfg.mode}" if cfg.mode else ""
+        console.print(  # one unwrapped line, to copy
+            f"held-out items: aris eval {held} --task {cfg.task} --prompts {cfg.prompts}{mode} "
             f"--engine transformers --model {cfg.base} --adapter {where}  (and without --adapter for the base)",
             highlight=False,
+            soft_wrap=True,
         )
 
 

@@ -375,13 +375,18 @@ def compare_runs_markdown(cmp: dict[str, Any]) -> str:
     lines += [f"- {k}: `{r['label']}` ({r['engine']})" for k, r in zip(letters, cmp["runs"], strict=True)]
     lines += [
         "",
-        "| metric | " + " | ".join(f"{k} (%)" for k in letters) + " | "
-        + " | ".join(f"{k} − A (points)" for k in letters[1:]) + " |",
+        "| metric | "
+        + " | ".join(f"{k} (%)" for k in letters)
+        + " | "
+        + " | ".join(f"{k} − A (points)" for k in letters[1:])
+        + " |",
         "|---|" + "---|" * (2 * len(letters) - 1),
     ]
     for name, m in cmp["metrics"].items():
         deltas = ["—" if d is None else f"{100 * d:+.1f}" for d in m["deltas"]]
-        lines.append(f"| {name} | " + " | ".join(_pct(v) for v in m["values"]) + " | " + " | ".join(deltas) + " |")
+        lines.append(
+            f"| {name} | " + " | ".join(_pct(v) for v in m["values"]) + " | " + " | ".join(deltas) + " |"
+        )
     lines += ["", f"## Items whose answer differs ({len(cmp['changed'])})", ""]
     if cmp["changed"]:
         lines += ["| id | " + " | ".join(letters) + " | reference |", "|---|" + "---|" * (len(letters) + 1)]

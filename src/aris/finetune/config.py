@@ -170,7 +170,9 @@ class GrpoConfig(FinetuneConfig):
     warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0, description="Warm-up share of the steps.")
     max_grad_norm: float = Field(default=1.0, gt=0, description="Gradient clipping.")
     batch_size: int = Field(
-        default=3, ge=1, description="Per-device batch, in completions (GRPO counts completions, not prompts)."
+        default=3,
+        ge=1,
+        description="Per-device batch, in completions (GRPO counts completions, not prompts).",
     )
     logging_steps: int = Field(default=1, ge=1, description="Log rewards, KL and loss every N steps.")
 
@@ -185,7 +187,9 @@ class GrpoConfig(FinetuneConfig):
         ge=1,
         description="Token budget of a sampled reply (default: 1024 when the task thinks, else the task's own).",
     )
-    beta: float = Field(default=0.0, ge=0.0, description="KL coefficient against the start policy (0: no KL).")
+    beta: float = Field(
+        default=0.0, ge=0.0, description="KL coefficient against the start policy (0: no KL)."
+    )
     temperature: float = Field(default=1.0, gt=0, description="Sampling temperature of the completions.")
     top_p: float = Field(default=1.0, gt=0, le=1, description="Nucleus sampling of the completions.")
     top_k: int = Field(default=0, ge=0, description="Top-k sampling of the completions (0: off).")

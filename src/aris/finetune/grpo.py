@@ -79,7 +79,9 @@ def load_items(config: GrpoConfig) -> tuple[list[EvalItem], list[str] | None]:
         ]
         return items, classes
     if not dataset.exists():
-        raise InputError(dataset, "no such dataset (a folder of class folders, a .csv/.jsonl, or a saved dataset)")
+        raise InputError(
+            dataset, "no such dataset (a folder of class folders, a .csv/.jsonl, or a saved dataset)"
+        )
     items = load_dataset(dataset)
     if not items:
         raise InputError(dataset, "the dataset has no rows")
@@ -98,20 +100,14 @@ class _Row:
 
 
 def split_items(
-    items: list[EvalItem], references: list[Any], val_fraction: float, seed: int
+    items: list[EvalItem], classes: list[str] | None, val_fraction: float, seed: int
 ) -> tuple[list[int], list[int]]:
-    """Train/held-out indices, with SFT's split (:func:`aris.finetune.dataset.split`).
+    """Train/held-out indices: SFT's split (:func:`aris.finetune.dataset.split`) of the same items, so
+    with the same seed and fraction an SFT adapter never saw the items GRPO holds out either.
 
-    Stratified by reference when the references are a few labels (classes, yes/no, option letters:
-    at most 26 distinct and fewer than half the items); free-text references are not strata.
+    Stratified by class for a class-folder dataset, as SFT's is.
     """
-    distinct = {r for r in references if isinstance(r, str)}
-    labelled = (
-        all(isinstance(r, str) for r in references)
-        and len(distinct) <= 26
-        and len(distinct) * 2 <= len(references)
-    )
-    rows = [_Row(i, str(r) if labelled else None) for i, r in enumerate(references)]
+    rows = [_Row(i, str(it.answer) if classes else None) for i, it in enumerate(items)]
     train, held = split(rows, val_fraction, seed)
     return [r.index for r in train], [r.index for r in held]
 
@@ -270,7 +266,7 @@ def aris_processing(processing_class: Any, pixel_dtype: Any = None) -> Any:
     is_processor = hasattr(processing_class, "tokenizer")
 
     class ArisRendered(base):  # type: ignore[misc,valid-type]
-        def apply_chat_template(  # type: ignore[override]
+        def apply_chat_template(
             self,
             conversation: Any,
             chat_template: Any = None,
@@ -291,7 +287,9 @@ def aris_processing(processing_class: Any, pixel_dtype: Any = None) -> Any:
                     raise ConfigError("GRPO prompts end with the user's turn; the model's reply is sampled")
                 turns = turns_from_trl(conv)
                 texts.append(render(turns))
-                images.append([img if img.mode == "RGB" else img.convert("RGB") for t in turns for img in t.images])
+                images.append(
+                    [img if img.mode == "RGB" else img.convert("RGB") for t in turns for img in t.images]
+                )
             if not tokenize:
                 return texts if batched else texts[0]
             kw: dict[str, Any] = {"padding": padding, "return_tensors": return_tensors}
@@ -396,7 +394,8 @@ def _trainer_class() -> type:
 
         def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
             # The processor is written once, beside the final adapter (its tokenizer is 33 MB).
-            processing, self.processing_class = self.processing_class, None
+            processing: Any = self.processing_class  # type: ignore[has-type]
+            self.processing_class = None
             try:
                 super()._save(output_dir, state_dict)
             finally:
@@ -501,8 +500,7 @@ def train_grpo(config: FinetuneConfig, *, resume: bool = False, callbacks: Seque
     if protocol is None and (cfg.prompts != "app" or cfg.mode):
         raise ConfigError(f"task {cfg.task} has no eval protocol: --prompts and --mode do not apply")
     data = RlData(task, items, protocol, cfg)
-    references = [data.work(i)[4] for i in range(len(items))]
-    train_idx, held_idx = split_items(items, references, cfg.val_fraction, cfg.seed)
+    train_idx, held_idx = split_items(items, classes, cfg.val_fraction, cfg.seed)
     prompts_per_step = cfg.batch_size * cfg.grad_accum // cfg.num_generations
     if len(train_idx) < prompts_per_step:
         raise ConfigError(
@@ -590,6 +588,10 @@ def train_grpo(config: FinetuneConfig, *, resume: bool = False, callbacks: Seque
         "resumed_from_step": int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else None,
     }
     _write_record(out, record)
-    logger.info("GRPO adapter written after %d steps in %.1fs (%s)", trainer.state.global_step, time.perf_counter() - t0, RECORD)
+    logger.info(
+        "GRPO adapter written after %d steps in %.1fs (%s)",
+        trainer.state.global_step,
+        time.perf_counter() - t0,
+        RECORD,
+    )
     return out
-

@@ -257,3 +257,49 @@ def test_the_prompt_is_the_one_inference_sends(class_folder: Path, tiny_vlm: Pat
     got = shim.apply_chat_template([filled], tokenize=True, return_dict=True, return_tensors="pt")
     assert got["input_ids"].tolist() == want["input_ids"].tolist()
     assert torch.equal(got["pixel_values"], want["pixel_values"])
+
+
+def test_grpo_defaults_are_googles_rl_recipe_and_trls(tmp_path: Path) -> None:
+    import dataclasses
+
+    from trl import GRPOConfig as TrlGRPOConfig
+
+    from aris.finetune.config import GRPO_DEFAULT_SOURCES
+    from aris.finetune.grpo import completion_length
+
+    c = resolve_config(None, method="grpo", dataset=tmp_path, task="text-qa", out=tmp_path / "o")
+    assert isinstance(c, GrpoConfig)
+    # Google's MedGemma RL notebook
+    assert (c.lora_r, c.lora_alpha, c.target_modules, c.modules_to_save) == (64, 64, "all-linear", [])
+    assert (c.learning_rate, c.batch_size, c.grad_accum, c.num_generations) == (5e-6, 3, 4, 4)
+    assert (c.gradient_checkpointing, c.attn_implementation) == (True, "eager")
+    assert c.rewards == {"correct": 1.0, "format": 0.0}
+    # TRL's own defaults, where the notebook keeps them
+    trl = {f.name: f.default for f in dataclasses.fields(TrlGRPOConfig)}
+    assert (c.beta, c.temperature, c.top_p, c.top_k) == (
+        trl["beta"],
+        trl["temperature"],
+        trl["top_p"],
+        trl["top_k"],
+    )
+    assert c.max_grad_norm == trl["max_grad_norm"]
+    assert completion_length(c, get_task("text-qa"), think=True) == 1024  # the notebook's, thinking on
+    assert completion_length(c, get_task("classify"), think=False) == get_task("classify").max_new_tokens
+    assert set(GRPO_DEFAULT_SOURCES) <= set(GrpoConfig.model_fields)
+
+
+def test_reward_weights_merge_and_sft_refuses_grpo_settings(tmp_path: Path) -> None:
+    file = tmp_path / "rl.toml"
+    file.write_text('method = "grpo"\n[rewards]\nformat = 0.25\n"pkg.mod:fn" = 0.5\n')
+    c = resolve_config(file, dataset=tmp_path, task="classify", out=tmp_path / "o", rewards={"format": 0.5})
+    assert c.rewards == {"correct": 1.0, "format": 0.5, "pkg.mod:fn": 0.5}
+    with pytest.raises(ConfigError, match="beta: a GRPO setting"):
+        resolve_config(None, dataset=tmp_path, task="classify", out=tmp_path / "o", beta=0.1)
+    with pytest.raises(ConfigError, match="unknown reward 'accuracy'"):
+        resolve_config(
+            None, method="grpo", dataset=tmp_path, task="classify", out=tmp_path, rewards={"accuracy": 1}
+        )
+    with pytest.raises(ConfigError, match="nothing to learn from"):
+        resolve_config(
+            None, method="grpo", dataset=tmp_path, task="classify", out=tmp_path, rewards={"correct": 0}
+        )

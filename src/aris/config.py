@@ -17,6 +17,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from aris.pacs.settings import NodeSettings, PacsConnection
+
 
 def config_path() -> Path:
     return Path(os.environ.get("ARIS_CONFIG", Path.home() / ".config" / "aris" / "config.toml"))
@@ -71,6 +73,28 @@ class ArisSettings(BaseSettings):
     )
     engine_args: dict[str, Any] = Field(
         default_factory=dict, description="Settings a plugin engine reads, KEY=VALUE (repeat the flag)."
+    )
+    pacs: dict[str, PacsConnection] = Field(
+        default_factory=dict,
+        description="Named PACS connections ([pacs.NAME] tables; dicomweb://NAME/... URLs).",
+        json_schema_extra={"cli": False},
+    )
+    node: NodeSettings = Field(
+        default_factory=NodeSettings,
+        description="The DICOM node ([node] table): AE title, port, routing rules.",
+        json_schema_extra={"cli": False},
+    )
+    asr_model: str = Field(
+        default="google/medasr",
+        description="Speech model (MedASR): HF id already on this machine (aris pull) or a local folder.",
+    )
+    asr_lm: str | None = Field(
+        default=None,
+        description="KenLM file for ASR beam search ('auto': lm_6.kenlm beside MedASR); unset: greedy.",
+    )
+    asr_beam_width: int = Field(default=8, ge=1, description="ASR beam width with --asr-lm (Google: 8).")
+    asr_max_seconds: float = Field(
+        default=3600.0, gt=0, description="Longest recording the speech model accepts, in seconds."
     )
 
     @field_validator("engine")

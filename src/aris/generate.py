@@ -10,9 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 from aris.engines.base import Engine
-from aris.prompt import build_turns, count_images, prompt_hash
+from aris.prompt import Turn, build_turns, count_images, prompt_hash
 from aris.result import Result, Timings
-from aris.thinking import ThoughtSplitter
+from aris.thinking import ThoughtSplitter, split_text
 from aris.types import GenerationParams, Message, Provenance
 
 logger = logging.getLogger(__name__)
@@ -32,23 +32,22 @@ def generate(
 ) -> Result:
     """Run one conversation through ``engine`` and record it.
 
-    Thought never reaches ``text`` or an ``answer`` piece, whatever chunks the engine streams.
+    Thought never reaches ``text`` or an ``answer`` piece, whatever chunks the engine streams
+    (:mod:`aris.thinking`). ``text`` and ``thought`` are read from the whole reply, so they follow
+    the rule even where a live stream could not take back what it sent.
     """
     params = params or GenerationParams()
     turns = build_turns(messages, think=params.think)
     engine.check_budget(turns, params)
     digest = prompt_hash(turns)
-    splitter = ThoughtSplitter()
+    splitter = ThoughtSplitter(think=params.think)
     raw: list[str] = []
-    answer: list[str] = []
-    thought: list[str] = []
     t0 = time.perf_counter()
     first: float | None = None
 
     def take(pieces: list) -> None:  # type: ignore[type-arg]
-        for piece in pieces:
-            (thought if piece.kind == "thought" else answer).append(piece.text)
-            if on_piece is not None:
+        if on_piece is not None:
+            for piece in pieces:
                 on_piece(piece.kind, piece.text)
 
     stream = engine.stream(turns, params)
@@ -66,25 +65,37 @@ def generate(
             close()
     gen_s = time.perf_counter() - t0
     raw_text = "".join(raw)
+    thought, answer = split_text(raw_text)
     logger.info("generated %d chars in %.2fs (prompt %s)", len(raw_text), gen_s, digest[:12])
     return Result(
         task=task,
         model=engine.model_id,
         engine=engine.kind,
-        text="".join(answer).strip(),
-        thought="".join(thought).strip() or None,
+        text=answer.strip(),
+        thought=thought.strip() or None,
         raw=raw_text,
         prompt_sha256=digest,
         params=settings_record(params),
         provenance=[_prov_dict(p) for p in provenance or []],
-        usage={
-            "images": count_images(turns),
-            "completion_tokens": engine.count_text_tokens(raw_text) if raw_text else 0,
-        },
+        usage=_usage(engine, stream, turns, raw_text),
         timings=Timings(
             prepare_s=prepare_s, first_token_s=first, generate_s=gen_s, total_s=prepare_s + gen_s
         ),
     )
+
+
+def _usage(engine: Engine, stream: object, turns: list[Turn], raw: str) -> dict[str, int]:
+    """Token counts: the engine's own report when it has one, else counted here."""
+    reported = getattr(stream, "usage", None) or {}
+    usage = {
+        "images": count_images(turns),
+        "completion_tokens": int(
+            reported.get("completion_tokens", engine.count_text_tokens(raw) if raw else 0)
+        ),
+    }
+    if "prompt_tokens" in reported:
+        usage["prompt_tokens"] = int(reported["prompt_tokens"])
+    return usage
 
 
 def settings_record(params: GenerationParams) -> dict[str, Any]:

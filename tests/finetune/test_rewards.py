@@ -68,6 +68,13 @@ def test_yes_no_is_correctness_and_an_unreadable_answer_earns_nothing() -> None:
     # it parses (a final answer is there), but neither yes nor no can be read from it: no credit
     assert score("Final Answer: maybe") == (0.0, 1.0)
     assert score("Final Answer: yes or no") == (0.0, 1.0)
+    # the clinician-grade reading: a hedge is not a yes, whatever word it starts with
+    assert score("Final Answer: yes, but cannot exclude") == (0.0, 1.0)
+    assert score("Final Answer: possibly yes") == (0.0, 1.0)
+    no_item = EvalItem("y2", [], "Is there a pneumothorax?", "no", extra={})
+    score_no = scorer("vqa", no_item, mode="yes-no")
+    assert score_no("Final Answer: not present") == (1.0, 1.0)  # negation read as no
+    assert score_no("Final Answer: cannot exclude it") == (0.0, 1.0)
 
 
 def test_open_vqa_is_token_f1() -> None:
@@ -91,7 +98,7 @@ def test_localization_is_iou_in_original_pixels(tmp_path: Path) -> None:
 
     # [250, 100, 500, 300] of the 200 px square: y 50..100 -> 0..50 after the 50 px pad, x 20..60
     assert score(reply([250, 100, 500, 300])) == (pytest.approx(1.0), 1.0)
-    # y 60..110 -> 10..60, clipped to the 100 px film: [10, 20, 60, 60] vs [0, 20, 50, 60]
+    # y 60..110 -> 10..60 on the 100 px film: [10, 20, 60, 60] vs [0, 20, 50, 60]
     # overlap 40 x 40 = 1600; union 2000 + 2000 - 1600 = 2400 -> 2/3
     assert score(reply([300, 100, 550, 300])) == (pytest.approx(2 / 3), 1.0)
     assert score("no box today") == (0.0, 0.0)

@@ -165,7 +165,7 @@ class RlData:
         self.config = config
         self._cache: dict[int, Prepared] = {}
 
-    def work(self, index: int) -> tuple[tuple[Path, ...], str | None, str, dict[str, Any], Any]:
+    def work(self, index: int) -> tuple[tuple[Path | str, ...], str | None, str, dict[str, Any], Any]:
         """(paths, question, kind, task options, reference) of an item."""
         item = self.items[index]
         if self.protocol is not None:

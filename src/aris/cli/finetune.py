@@ -137,7 +137,7 @@ def train_cmd(
     ],
     method: Annotated[
         str | None,
-        typer.Option("--method", help="sft (learn the answers) or grpo (RL on the task's scores) [sft]."),
+        typer.Option("--method", help="sft (learn the answers) or grpo (RL on the task's scores) \\[sft]."),
     ] = None,
     task: Annotated[
         str | None,
@@ -186,7 +186,7 @@ def train_cmd(
         str | None,
         typer.Option(
             "--modules-to-save",
-            help="Comma-separated [lm_head,embed_tokens; grpo none]; 'none' for a LoRA-only adapter (vLLM).",
+            help="Comma-separated \\[lm_head,embed_tokens; grpo none]; 'none' for a LoRA-only adapter (vLLM).",
         ),
     ] = None,
     tie_embeddings: Annotated[
@@ -196,7 +196,7 @@ def train_cmd(
     learning_rate: Annotated[
         float | None, typer.Option("--lr", help="Peak learning rate [2e-4; grpo 5e-6].")
     ] = None,
-    lr_scheduler: Annotated[str | None, typer.Option("--lr-scheduler", help="Scheduler [linear].")] = None,
+    lr_scheduler: Annotated[str | None, typer.Option("--lr-scheduler", help="Scheduler \\[linear].")] = None,
     warmup_ratio: Annotated[
         float | None, typer.Option("--warmup-ratio", help="Warm-up share [0.03; grpo 0].")
     ] = None,
@@ -212,12 +212,12 @@ def train_cmd(
         int | None, typer.Option("--max-steps", help="Stop after N steps (overrides epochs).")
     ] = None,
     gradient_checkpointing: Annotated[
-        bool | None, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="[on]")
+        bool | None, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="\\[on]")
     ] = None,
     attn_implementation: Annotated[
-        str | None, typer.Option("--attn", help="Attention implementation [eager].")
+        str | None, typer.Option("--attn", help="Attention implementation \\[eager].")
     ] = None,
-    optim: Annotated[str | None, typer.Option("--optim", help="Optimizer [adamw_torch_fused].")] = None,
+    optim: Annotated[str | None, typer.Option("--optim", help="Optimizer \\[adamw_torch_fused].")] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda.")] = None,
     dtype: Annotated[str | None, typer.Option("--dtype", help="auto | bfloat16 | float32.")] = None,
     logging_steps: Annotated[int | None, typer.Option("--logging-steps", help="[10; grpo 1]")] = None,
@@ -228,7 +228,7 @@ def train_cmd(
     save_total_limit: Annotated[
         int | None, typer.Option("--save-total-limit", help="Checkpoints kept [2].")
     ] = None,
-    eval_batch_size: Annotated[int | None, typer.Option("--eval-batch-size", help="[batch size]")] = None,
+    eval_batch_size: Annotated[int | None, typer.Option("--eval-batch-size", help="\\[batch size]")] = None,
     num_workers: Annotated[int | None, typer.Option("--num-workers", help="DataLoader workers [0].")] = None,
     # -- GRPO (--method grpo) --
     num_generations: Annotated[
@@ -249,11 +249,11 @@ def train_cmd(
     top_p: Annotated[float | None, typer.Option("--top-p", help="GRPO nucleus sampling [1.0].")] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", help="GRPO top-k sampling [0: off].")] = None,
     think: Annotated[
-        bool | None, typer.Option("--think/--no-think", help="GRPO: thinking while sampling [the task's].")
+        bool | None, typer.Option("--think/--no-think", help="GRPO: thinking while sampling \\[the task's].")
     ] = None,
     prompts: Annotated[
         str | None,
-        typer.Option("--prompts", help="GRPO: app (aris run's prompts) or report (aris eval's) [app]."),
+        typer.Option("--prompts", help="GRPO: app (aris run's prompts) or report (aris eval's) \\[app]."),
     ] = None,
     mode: Annotated[
         str | None, typer.Option("--mode", help="GRPO: the eval protocol's mode (vqa: open|yes-no ...).")
@@ -262,7 +262,7 @@ def train_cmd(
         list[str] | None,
         typer.Option(
             "--reward",
-            help="GRPO reward weight NAME=WEIGHT: correct, format or module:function [correct=1, format=0]. Repeat.",
+            help="GRPO reward weight NAME=WEIGHT: correct, format or module:function \\[correct=1, format=0]. Repeat.",
         ),
     ] = None,
     from_sft: Annotated[

@@ -557,7 +557,7 @@ def train_grpo(config: FinetuneConfig, *, resume: bool = False, callbacks: Seque
         },
         "prompt": {"task": cfg.task, "think": think, "prompts": cfg.prompts, "mode": cfg.mode},
         "grpo": {
-            "rewards": dict(cfg.rewards),
+            "rewards": dict(rewards.weights),  # the weights in effect (no "correct" without a protocol)
             "num_generations": cfg.num_generations,
             "max_completion_length": max_completion,
             "beta": cfg.beta,

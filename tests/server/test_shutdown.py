@@ -46,10 +46,13 @@ def test_sigterm_mid_generation_ends_within_the_bound(gguf_270m: Path, tmp_path:
             started = threading.Event()
 
             def stream() -> None:
+                # A grammar that cannot end before a thousand numbers: the model cannot stop early.
+                long = {"type": "array", "items": {"type": "integer"}, "minItems": 1000}
                 body = {
-                    "messages": [{"role": "user", "content": "Write a very long story."}],
+                    "messages": [{"role": "user", "content": "List numbers."}],
                     "max_tokens": 3500,
                     "stream": True,
+                    "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": long}},
                 }
                 try:
                     with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=120) as r:

@@ -14,6 +14,7 @@ def mcp_cmd(
     settings: ArisSettings,
 ) -> None:
     """Serve the tasks over MCP stdio (the HTTP transport is at /mcp of `aris serve`)."""
+    from aris.context import Models
     from aris.engines import load_engine
     from aris.server.app import public_model_name
     from aris.server.mcp_tools import build_mcp
@@ -22,7 +23,8 @@ def mcp_cmd(
 
     eng = load_engine(settings)
     try:
-        runner = EngineRunner(eng, Metrics())
+        runner = EngineRunner(eng, Metrics(), Models(settings, generator=eng))
         build_mcp(runner, roots=None, max_bytes=1 << 40, model_name=public_model_name(eng.model_id)).run()
     finally:
+        runner.models.close()  # what it loaded besides the engine (MedASR, MedSigLIP)
         eng.close()

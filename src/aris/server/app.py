@@ -27,6 +27,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aris.config import ArisSettings
+from aris.context import Models
 from aris.engines.base import Engine
 from aris.errors import ArisError
 from aris.server import audio_routes, guard
@@ -127,7 +128,7 @@ def create_app(
             from aris.engines import load_engine
 
             eng = await asyncio.to_thread(load_engine, aris_settings)
-        runner = EngineRunner(eng, metrics)
+        runner = EngineRunner(eng, metrics, Models(aris_settings, generator=eng))
         model_name = settings.model_name or public_model_name(eng.model_id)
         store_url = (
             settings.db_url or os.environ.get("ARIS_DB_URL") or f"sqlite:///{aris_settings.home / 'aris.db'}"
@@ -190,6 +191,8 @@ def create_app(
             await app.state.jobs.close(bound)
             idle = await runner.shutdown(bound)
             store.close()
+            if idle:
+                runner.models.close()  # MedSigLIP / MedASR it loaded; the generator is closed below
             if engine is None:
                 if idle:
                     eng.close()

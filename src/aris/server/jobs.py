@@ -473,7 +473,7 @@ class JobManager:
             return run_task(
                 job.task,
                 inputs,
-                models=self.runner.engine,
+                models=self.runner.models,
                 question=job.question,
                 options=job.options,
                 max_new_tokens=job.max_new_tokens,

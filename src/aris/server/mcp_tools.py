@@ -10,7 +10,7 @@ import contextlib
 import json
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -19,6 +19,7 @@ from aris.errors import ArisError
 from aris.notice import NOTICE
 from aris.server.auth import ANONYMOUS, Principal
 from aris.server.runner import EngineRunner, Returned
+from aris.tasks import TASKS
 
 IMAGE_KINDS = frozenset({"cxr", "image", "ct", "mri", "wsi"})
 
@@ -120,8 +121,6 @@ def build_mcp(
             "details": json.loads(json.dumps(prepared.provenance.details, default=str)),
         }
 
-    @srv.tool()
-    @_tool_errors
     async def run_task(
         task: str,
         paths: list[str],
@@ -158,7 +157,7 @@ def build_mcp(
             return run_task(
                 t,
                 files,
-                models=runner.engine,
+                models=runner.models,
                 question=question,
                 kind=kind,
                 options=options,
@@ -174,5 +173,9 @@ def build_mcp(
                     record["model"] = served
                     return record
         raise ArisError("the task produced no result")
+
+    # The tool's schema names the registered tasks (plugins included), so an agent sees its choices.
+    run_task.__annotations__["task"] = Literal[tuple(TASKS.names())]
+    srv.tool()(_tool_errors(run_task))
 
     return srv

@@ -23,7 +23,7 @@ import threading
 from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Any, TypeVar
 
-from aris.context import Cancelled
+from aris.context import Cancelled, Models
 from aris.engines.base import Engine
 from aris.server.errors import APIError
 from aris.server.metrics import Metrics
@@ -48,8 +48,11 @@ class Returned:
 
 
 class EngineRunner:
-    def __init__(self, engine: Engine, metrics: Metrics) -> None:
+    def __init__(self, engine: Engine, metrics: Metrics, models: Models | None = None) -> None:
         self.engine = engine
+        # The models by role every task run gets: this engine as the generator, and MedSigLIP or MedASR
+        # loaded once, from the server's settings, the first time a task needs them.
+        self.models = models or Models(generator=engine)
         self.metrics = metrics
         self._slots = asyncio.Semaphore(max(1, engine.capabilities.concurrent_requests))
         self._running: dict[threading.Event, asyncio.Event] = {}  # cancel flag -> finished

@@ -126,4 +126,7 @@ def build_mcp(runner: EngineRunner, *, roots: list[Path] | None, max_bytes: int)
                 return record
         raise ArisError("the task produced no result")
 
+    from aris.server import mcp_embed
+
+    mcp_embed.register(srv, roots=roots, max_bytes=max_bytes)
     return srv

@@ -25,6 +25,8 @@ TASKS.register("ehr-summary", "aris.tasks.ehr:EhrSummary")
 TASKS.register("ehr-ask", "aris.tasks.ehr:EhrAsk")
 TASKS.register("trends", "aris.tasks.trends:Trends")
 TASKS.register("intake", "aris.tasks.intake:Intake")
+TASKS.register("zero-shot", "aris.embed.task:ZeroShot")
+TASKS.register("probe", "aris.embed.task:ProbePredict")
 
 
 def get_task(name: str) -> Task:

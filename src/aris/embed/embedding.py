@@ -48,7 +48,8 @@ def pixel_digest(prepared: PreparedInput) -> str:
 
 def pool(parts: np.ndarray) -> np.ndarray:
     """The input's vector: the mean of its L2-normalised parts, normalised."""
-    return l2_normalise(parts.mean(axis=0, keepdims=True))[0]
+    out: np.ndarray = l2_normalise(parts.mean(axis=0, keepdims=True))[0]
+    return out
 
 
 def _provenance(prepared: PreparedInput) -> dict[str, Any]:
@@ -85,7 +86,14 @@ def embed_prepared(
     prov = _provenance(prepared)
     if store is not None:
         store.put(
-            key, identity, digest, kind=prepared.kind, pooled=pooled, parts=parts, labels=labels, provenance=prov
+            key,
+            identity,
+            digest,
+            kind=prepared.kind,
+            pooled=pooled,
+            parts=parts,
+            labels=labels,
+            provenance=prov,
         )
     logger.info("embedding %s: %d parts embedded", digest[:12], len(images))
     return InputEmbedding(pooled, parts, labels, prepared.kind, digest, False, prov)

@@ -82,9 +82,7 @@ class TransformersEmbedder:
             batch_size=settings.embed_batch_size,
         )
 
-    def __init__(
-        self, model: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 8
-    ) -> None:
+    def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 8) -> None:
         from aris.engines.transformers import resolve_model
 
         self.model_id = model
@@ -96,24 +94,32 @@ class TransformersEmbedder:
         t0 = time.perf_counter()
         import torch
         from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
-        config = AutoConfig.from_pretrained(self.folder, local_files_only=True)
-        if getattr(config, "model_type", None) not in ("siglip",):
-            raise ModelNotFoundError(
-                f"{model}: a {getattr(config, 'model_type', 'unknown')!r} model, not SigLIP; "
-                "--embed-model takes MedSigLIP (google/medsiglip-448) or another SiglipModel folder"
-            )
-        self.device = _device(device)
-        self.dtype = _dtype(dtype, self.device)
-        self.model: Any = AutoModel.from_pretrained(self.folder, local_files_only=True, dtype=self.dtype)
-        self.model.to(self.device).eval()
+        # SiglipConfig validates default sub-configs against CLIP's token ids while loading and warns
+        # about ids the saved config does not use; the noise would bury real warnings.
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
         try:
-            self.tokenizer: Any = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
-        except (OSError, ValueError, ImportError) as e:
-            raise ModelNotFoundError(
-                f"{model}: its SigLIP tokenizer could not be loaded ({type(e).__name__}: {e}); "
-                "it needs spiece.model, sentencepiece and protobuf"
-            ) from e
+            config = AutoConfig.from_pretrained(self.folder, local_files_only=True)
+            if getattr(config, "model_type", None) != "siglip":
+                raise ModelNotFoundError(
+                    f"{model}: a {getattr(config, 'model_type', 'unknown')!r} model, not SigLIP; "
+                    "--embed-model takes MedSigLIP (google/medsiglip-448) or another SiglipModel folder"
+                )
+            self.device = _device(device)
+            self.dtype = _dtype(dtype, self.device)
+            self.model: Any = AutoModel.from_pretrained(self.folder, local_files_only=True, dtype=self.dtype)
+            self.model.to(self.device).eval()
+            try:
+                self.tokenizer: Any = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
+            except (OSError, ValueError, ImportError) as e:
+                raise ModelNotFoundError(
+                    f"{model}: its SigLIP tokenizer could not be loaded ({type(e).__name__}: {e}); "
+                    "it needs spiece.model, sentencepiece and protobuf"
+                ) from e
+        finally:
+            hf_logging.set_verbosity(verbosity)
         self.image_size = int(config.vision_config.image_size)
         self.dim = int(config.vision_config.hidden_size)
         self.text_tokens = min(TEXT_TOKENS, int(config.text_config.max_position_embeddings))

@@ -63,7 +63,7 @@ def resize_bilinear(img: np.ndarray, size: int) -> np.ndarray:
     r0, r1, rw = _axis_weights(h, size)
     c0, c1, cw = _axis_weights(w, size)
     rows = img[r0] * (1 - rw)[:, None, None] + img[r1] * rw[:, None, None]
-    out = rows[:, c0] * (1 - cw)[None, :, None] + rows[:, c1] * cw[None, :, None]
+    out: np.ndarray = rows[:, c0] * (1 - cw)[None, :, None] + rows[:, c1] * cw[None, :, None]
     return out.astype(np.float32, copy=False)
 
 
@@ -100,4 +100,5 @@ def as_png_image(image: Image.Image, size: int) -> Image.Image:
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+    out: np.ndarray = (x / np.maximum(norms, 1e-12)).astype(np.float32)
+    return out

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,7 +122,9 @@ def metrics(y_true: list[str], proba: np.ndarray, classes: list[str]) -> dict[st
         if len(classes) == 2:
             auc = roc_auc_score(idx == 1, proba[:, 1])
         else:
-            auc = roc_auc_score(idx, proba, multi_class="ovr", average="macro", labels=list(range(len(classes))))
+            auc = roc_auc_score(
+                idx, proba, multi_class="ovr", average="macro", labels=list(range(len(classes)))
+            )
         out["macro_auc"] = round(float(auc), 4)
     out["confusion"] = {
         "classes": classes,
@@ -216,7 +219,9 @@ class Probe:
     def load_named(cls, settings: ArisSettings, name: str) -> Probe:
         path = cls.path_for(settings, name)
         if not path.exists():
-            raise ConfigError(f"no probe named {name!r}; train one with `aris probe train DATASET --name {name}`")
+            raise ConfigError(
+                f"no probe named {name!r}; train one with `aris probe train DATASET --name {name}`"
+            )
         return cls.load(path)
 
 
@@ -231,9 +236,7 @@ def identity_check(probe: Probe, embedder: Embedder) -> None:
         )
 
 
-def train(
-    X: np.ndarray, y: list[str], identity: dict[str, Any], *, seed: int = 0, folds: int = 5
-) -> Probe:
+def train(X: np.ndarray, y: list[str], identity: dict[str, Any], *, seed: int = 0, folds: int = 5) -> Probe:
     """Cross-validated logistic regression with balanced class weights; CV metrics at the chosen C.
 
     The metrics come from out-of-fold predictions at the C the same folds chose, so they lean slightly
@@ -249,7 +252,9 @@ def train(
     smallest = min(counts.values())
     if smallest < 2:
         rare = ", ".join(c for c, n in counts.items() if n < 2)
-        raise InputError(None, f"every class needs at least two examples for cross-validation; too few: {rare}")
+        raise InputError(
+            None, f"every class needs at least two examples for cross-validation; too few: {rare}"
+        )
     k = max(2, min(folds, smallest))
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     search = LogisticRegressionCV(
@@ -259,7 +264,10 @@ def train(
         max_iter=5000,
         scoring="neg_log_loss",
     )
-    search.fit(X, y)
+    with warnings.catch_warnings():
+        # scikit-learn 1.9 announces attribute and default changes of LogisticRegressionCV; C_ stays.
+        warnings.simplefilter("ignore", FutureWarning)
+        search.fit(X, y)
     C = float(np.atleast_1d(search.C_)[0])
     oof = cross_val_predict(
         LogisticRegression(C=C, class_weight="balanced", max_iter=5000), X, y, cv=cv, method="predict_proba"
@@ -268,5 +276,7 @@ def train(
     assert list(final.classes_) == classes
     m = metrics(list(y), oof, classes)
     m["folds"] = k
-    logger.info("probe: %d examples, %d classes, C=%.3g, cv accuracy %.3f", len(y), len(classes), C, m["accuracy"])
+    logger.info(
+        "probe: %d examples, %d classes, C=%.3g, cv accuracy %.3f", len(y), len(classes), C, m["accuracy"]
+    )
     return Probe(classes, final.coef_.astype(np.float64), final.intercept_.astype(np.float64), identity, C, m)

@@ -102,12 +102,16 @@ class OpenAIEmbedder:
                 resp = self._http.post(url, json=body)
             except httpx.TransportError as e:
                 if attempt >= self.max_retries:
-                    raise EngineError(f"embeddings server unreachable at {self.base_url}: {type(e).__name__}") from e
+                    raise EngineError(
+                        f"embeddings server unreachable at {self.base_url}: {type(e).__name__}"
+                    ) from e
                 self._sleep(attempt)
                 continue
             if resp.status_code == 429 or resp.status_code >= 500:
                 if attempt >= self.max_retries:
-                    raise EngineError(f"embeddings server answered HTTP {resp.status_code} after {attempt + 1} tries")
+                    raise EngineError(
+                        f"embeddings server answered HTTP {resp.status_code} after {attempt + 1} tries"
+                    )
                 self._sleep(attempt)
                 continue
             if resp.status_code != 200:

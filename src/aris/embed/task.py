@@ -33,14 +33,21 @@ PROBE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class EmbedOptions(TaskOptions):
-    think: bool | None = Field(default=None, description="Unused: MedSigLIP does not generate.", json_schema_extra=_HIDDEN)
-    constrain: bool = Field(default=True, description="Unused: MedSigLIP does not generate.", json_schema_extra=_HIDDEN)
-    system: str | None = Field(default=None, description="Unused: MedSigLIP does not generate.", json_schema_extra=_HIDDEN)
+    think: bool | None = Field(
+        default=None, description="Unused: MedSigLIP does not generate.", json_schema_extra=_HIDDEN
+    )
+    constrain: bool = Field(
+        default=True, description="Unused: MedSigLIP does not generate.", json_schema_extra=_HIDDEN
+    )
+    system: str | None = Field(
+        default=None, description="Unused: MedSigLIP does not generate.", json_schema_extra=_HIDDEN
+    )
 
 
 class ZeroShotOptions(EmbedOptions):
     labels: list[str] = Field(
-        default_factory=list, description="Candidate labels (two or more), e.g. 'pleural effusion,no finding'."
+        default_factory=list,
+        description="Candidate labels (two or more), e.g. 'pleural effusion,no finding'.",
     )
     label_set: str | None = Field(
         default=None,
@@ -102,7 +109,14 @@ class _EmbedTask(Task):
         return embedder, emb
 
     def _result(
-        self, embedder: Embedder, inputs: list[PreparedInput], text: str, parsed: Any, key: str, t0: float, n: int
+        self,
+        embedder: Embedder,
+        inputs: list[PreparedInput],
+        text: str,
+        parsed: Any,
+        key: str,
+        t0: float,
+        n: int,
     ) -> Result:
         total = time.perf_counter() - t0
         return Result(
@@ -137,7 +151,10 @@ class ZeroShot(_EmbedTask):
             ls = label_set(options.label_set, ctx.models.settings if ctx else None)
             labels, templates = list(ls.labels), list(options.templates or ls.templates)
         else:
-            labels, templates = [x.strip() for x in options.labels if x.strip()], list(options.templates or ["{label}"])
+            labels, templates = (
+                [x.strip() for x in options.labels if x.strip()],
+                list(options.templates or ["{label}"]),
+            )
         if len(labels) < 2:
             raise ConfigError("task zero-shot: give at least two labels (--labels a,b) or a --label-set")
         return labels, templates
@@ -185,13 +202,11 @@ class ZeroShot(_EmbedTask):
                 }
                 for j in range(len(emb.labels))
             ]
-        lines = [
-            f"{labels[i]}: sigmoid {s.sigmoid[i]:.3g}, softmax {s.softmax[i]:.3f}" for i in order[:5]
-        ]
-        pooled = f" (pooled over {len(emb.labels)} {'slices' if inputs[0].kind in ('ct', 'mri') else 'parts'})"
-        text = (
-            f"Closest label: {parsed['top']}{pooled if len(emb.labels) > 1 else ''}.\n" + "\n".join(lines)
+        lines = [f"{labels[i]}: sigmoid {s.sigmoid[i]:.3g}, softmax {s.softmax[i]:.3f}" for i in order[:5]]
+        pooled = (
+            f" (pooled over {len(emb.labels)} {'slices' if inputs[0].kind in ('ct', 'mri') else 'parts'})"
         )
+        text = f"Closest label: {parsed['top']}{pooled if len(emb.labels) > 1 else ''}.\n" + "\n".join(lines)
         key = json.dumps(["zero-shot", labels, templates], ensure_ascii=False)
         return self._result(embedder, inputs, text, parsed, key, t0, len(emb.labels))
 

@@ -116,7 +116,8 @@ def build_tiny_siglip(root: Path, *, image_size: int = 32, seed: int = 0) -> Pat
             vision_config={**tower, "image_size": image_size, "patch_size": 8},
         )
         torch.manual_seed(seed)
-        model = SiglipModel(config).eval()
+        model = SiglipModel(config)
+        model.eval()  # type: ignore[no-untyped-call]
         with torch.no_grad():  # SigLIP's initial temperature and bias (log 10, -10)
             model.logit_scale.fill_(float(torch.log(torch.tensor(10.0))))
             model.logit_bias.fill_(-10.0)

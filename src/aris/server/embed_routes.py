@@ -49,7 +49,9 @@ _DATA_URL = re.compile(r"^data:image/[a-z0-9.+-]+;base64,(.*)$", re.S | re.I)
 class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    model: str | None = Field(default=None, description="Ignored beyond a check: the server's embedder answers.")
+    model: str | None = Field(
+        default=None, description="Ignored beyond a check: the server's embedder answers."
+    )
     input: str | list[str] = Field(description="Text(s), or data:image/...;base64 URLs with modality image.")
     encoding_format: Literal["float", "base64"] = "float"
     modality: Literal["text", "image"] = "text"
@@ -67,7 +69,9 @@ class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str | None = Field(default=None, description="Search by text (a finding, an appearance).")
-    upload_id: str | None = Field(default=None, description="Search by an image uploaded with POST /v1/uploads.")
+    upload_id: str | None = Field(
+        default=None, description="Search by an image uploaded with POST /v1/uploads."
+    )
     kind: str = Field(default="auto", description="How to read the upload: auto, cxr, image, ct, mri, wsi.")
     k: int = Field(default=10, ge=1, le=100)
     index: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -120,7 +124,9 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]
     data = []
     for i, v in enumerate(np.asarray(vectors, dtype=np.float32)):
         emb: Any = (
-            base64.b64encode(v.astype("<f4").tobytes()).decode() if body.encoding_format == "base64" else v.tolist()
+            base64.b64encode(v.astype("<f4").tobytes()).decode()
+            if body.encoding_format == "base64"
+            else v.tolist()
         )
         data.append({"object": "embedding", "index": i, "embedding": emb})
     n = len(items) if body.modality == "image" else sum(len(t.split()) for t in items)

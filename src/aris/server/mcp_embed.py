@@ -14,10 +14,14 @@ def register(srv: Any, *, roots: list[Path] | None, max_bytes: int) -> None:
     """Add ``search_images`` to ``srv``; over HTTP it reads query files only under ``roots``."""
     from aris.server.mcp_tools import _check_path, _tool_errors
 
-    @srv.tool()
+    @srv.tool()  # type: ignore[untyped-decorator]
     @_tool_errors
     async def search_images(
-        text: str | None = None, path: str | None = None, k: int = 10, index: str = "default", kind: str = "auto"
+        text: str | None = None,
+        path: str | None = None,
+        k: int = 10,
+        index: str = "default",
+        kind: str = "auto",
     ) -> dict[str, Any]:
         """Search the indexed image archive (aris index add) by text or by an image file; most similar first."""
         import asyncio

@@ -138,26 +138,29 @@ def discover(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
         root = Path(root).expanduser()
         if not root.exists():
             raise InputError(root, "no such file or folder")
-        base = root.parent
+        yield from _walk(root, root.parent)
 
-        def walk(p: Path) -> Iterator[tuple[Path, str]]:
-            if p.name.startswith(".") or p.name == "__MACOSX" or p.name.upper() == "DICOMDIR":
-                return
-            if p.is_file() or _is_one_input(p):
-                yield p, p.relative_to(base).as_posix()
-                return
-            for child in sorted(p.iterdir()):
-                yield from walk(child)
 
-        yield from walk(root)
+def _walk(p: Path, base: Path) -> Iterator[tuple[Path, str]]:
+    if p.name.startswith(".") or p.name == "__MACOSX" or p.name.upper() == "DICOMDIR":
+        return
+    if p.is_file() or _is_one_input(p):
+        yield p, p.relative_to(base).as_posix()
+        return
+    for child in sorted(p.iterdir()):
+        yield from _walk(child, base)
 
 
 class ImageIndex:
-    def __init__(self, folder: Path, *, backend: str, name: str = "default", qdrant_url: str | None = None) -> None:
+    def __init__(
+        self, folder: Path, *, backend: str, name: str = "default", qdrant_url: str | None = None
+    ) -> None:
         self.folder = Path(folder)
         self.name = name
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.folder / "catalog.sqlite", check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(
+            self.folder / "catalog.sqlite", check_same_thread=False, isolation_level=None
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(_SCHEMA)
@@ -249,7 +252,15 @@ class ImageIndex:
             "SELECT id, display, kind, uids, n_parts, source, added FROM items ORDER BY id"
         ).fetchall()
         return [
-            {"id": r[0], "display": r[1], "kind": r[2], "uids": json.loads(r[3]), "parts": r[4], "source": r[5], "added": r[6]}
+            {
+                "id": r[0],
+                "display": r[1],
+                "kind": r[2],
+                "uids": json.loads(r[3]),
+                "parts": r[4],
+                "source": r[5],
+                "added": r[6],
+            }
             for r in rows
         ]
 
@@ -292,7 +303,17 @@ class ImageIndex:
                 cur = self._db.execute(
                     "INSERT INTO items (source_key, input_digest, display, source, kind, read_kind, uids, n_parts, added) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (source_key, emb.digest, display, source, prepared.kind, read_kind, json.dumps(uids), len(emb.labels), time.time()),
+                    (
+                        source_key,
+                        emb.digest,
+                        display,
+                        source,
+                        prepared.kind,
+                        read_kind,
+                        json.dumps(uids),
+                        len(emb.labels),
+                        time.time(),
+                    ),
                 )
                 item_id = int(cur.lastrowid or 0)
                 self.backend().add(np.array([item_id]), emb.pooled[None, :])
@@ -344,7 +365,11 @@ class ImageIndex:
             if on_item is not None:
                 on_item(i + 1, len(found), display)
         logger.info(
-            "index %s: %d added, %d already there, %d failed", self.name, len(report.added), len(report.skipped), len(report.failed)
+            "index %s: %d added, %d already there, %d failed",
+            self.name,
+            len(report.added),
+            len(report.skipped),
+            len(report.failed),
         )
         return report
 
@@ -352,11 +377,15 @@ class ImageIndex:
         """Remove items by id or by source path; returns how many went."""
         wanted = {int(i) for i in ids}
         for p in paths:
-            row = self._db.execute("SELECT id FROM items WHERE source = ?", (str(Path(p).expanduser().resolve()),)).fetchone()
+            row = self._db.execute(
+                "SELECT id FROM items WHERE source = ?", (str(Path(p).expanduser().resolve()),)
+            ).fetchone()
             if row is None:
                 raise InputError(p, "not in the index")
             wanted.add(int(row[0]))
-        present = [i for i in sorted(wanted) if self._db.execute("SELECT 1 FROM items WHERE id = ?", (i,)).fetchone()]
+        present = [
+            i for i in sorted(wanted) if self._db.execute("SELECT 1 FROM items WHERE id = ?", (i,)).fetchone()
+        ]
         missing = sorted(wanted - set(present))
         if missing:
             raise ConfigError(f"no item(s) {', '.join(map(str, missing))} in index {self.name!r}")
@@ -452,9 +481,12 @@ class ImageIndex:
             try:
                 self._db.executemany("DELETE FROM items WHERE id = ?", [(i,) for i in dropped])
                 for item_id, _, digest, n in vectors:
-                    self._db.execute("UPDATE items SET input_digest = ?, n_parts = ? WHERE id = ?", (digest, n, item_id))
+                    self._db.execute(
+                        "UPDATE items SET input_digest = ?, n_parts = ? WHERE id = ?", (digest, n, item_id)
+                    )
                 self._set_meta(
-                    model_key=identity_key(identity), identity=json.dumps(identity, sort_keys=True, default=str)
+                    model_key=identity_key(identity),
+                    identity=json.dumps(identity, sort_keys=True, default=str),
                 )
                 if backend is not None:
                     backend.reset(dim)

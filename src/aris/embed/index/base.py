@@ -28,7 +28,9 @@ class VectorBackend(Protocol):
     def close(self) -> None: ...
 
 
-def open_backend(name: str, folder: Path, dim: int, *, index_name: str, url: str | None = None) -> VectorBackend:
+def open_backend(
+    name: str, folder: Path, dim: int, *, index_name: str, url: str | None = None
+) -> VectorBackend:
     """The backend ``name`` keeping its data in ``folder`` (Qdrant: at ``url`` when given)."""
     if name == "faiss":
         from aris.embed.index.faiss_backend import FaissBackend

@@ -43,7 +43,9 @@ class QdrantBackend:
         with self._lock:
             self.client.upsert(
                 self.collection,
-                points=models.Batch(ids=[int(i) for i in ids], vectors=np.asarray(vectors, np.float32).tolist()),
+                points=models.Batch(
+                    ids=[int(i) for i in ids], vectors=np.asarray(vectors, np.float32).tolist()
+                ),
                 wait=True,
             )
 

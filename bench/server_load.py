@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import httpx
-from aris.engines.llamacpp import LlamaCppEngine
 
 from aris.demo.tiny import gemma3_270m_gguf
+from aris.engines.llamacpp import LlamaCppEngine
 from aris.prompt import build_turns
 from aris.server import create_app
 from aris.server.local import live_server

@@ -16,6 +16,8 @@ python -m pip install -q --upgrade pip
 
 echo "== Python dependencies (torch==2.13.0 CPU build; see README for CUDA)"
 python -m pip install -q "torch==2.13.0" -e ".[dev,ray,postgres]"
+# The example plugin (a reader, a task and an engine through entry points) that the tests drive.
+python -m pip install -q --no-deps -e tests/plugins/aris-example-plugin
 
 echo "== llama-cpp-python $LLAMA_VERSION"
 SDIST="$CACHE/sdist/llama_cpp_python-$LLAMA_VERSION.tar.gz"

@@ -74,7 +74,7 @@ def test_thinking_prefix_goes_before_system_text() -> None:
     turns = build_turns([Message.user("Q?")], think=True)
     assert (
         render(turns)
-        == f"<bos><start_of_turn>user\n{THINK_PREFIX}\n\nQ?<end_of_turn>\n<start_of_turn>model\n"
+        == "<bos><start_of_turn>user\nSYSTEM INSTRUCTION: think silently if needed.\n\nQ?<end_of_turn>\n<start_of_turn>model\n"
     )
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from aris.engines.base import Engine
 from aris.prompt import build_turns, count_images, prompt_hash
@@ -72,6 +75,7 @@ def generate(
         thought="".join(thought).strip() or None,
         raw=raw_text,
         prompt_sha256=digest,
+        params=settings_record(params),
         provenance=[_prov_dict(p) for p in provenance or []],
         usage={
             "images": count_images(turns),
@@ -81,6 +85,22 @@ def generate(
             prepare_s=prepare_s, first_token_s=first, generate_s=gen_s, total_s=prepare_s + gen_s
         ),
     )
+
+
+def settings_record(params: GenerationParams) -> dict[str, Any]:
+    """Decoding settings as recorded with a result (the schema by digest: it can be large)."""
+    schema = params.json_schema
+    return {
+        "max_new_tokens": params.max_new_tokens,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "seed": params.seed,
+        "stop": list(params.stop),
+        "think": params.think,
+        "json_schema_sha256": (
+            hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest() if schema else None
+        ),
+    }
 
 
 def _prov_dict(p: Provenance) -> dict:  # type: ignore[type-arg]

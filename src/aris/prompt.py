@@ -56,7 +56,9 @@ def build_turns(messages: list[Message], *, think: bool = False) -> list[Turn]:
     # Not trimmed: the template emits the system text verbatim, then a blank line.
     system_text = "".join(p.text for p in system[0].parts if isinstance(p, TextPart)) if system else ""
     if think:
-        system_text = THINK_PREFIX + system_text
+        # Alone, the instruction is "...if needed." with no trailing space before the blank line
+        # (Google's notebooks pass it as the whole system text).
+        system_text = THINK_PREFIX + system_text if system_text else THINK_PREFIX.rstrip()
     turns: list[Turn] = []
     for m in messages[len(system) :]:
         role: Literal["user", "model"] = "model" if m.role == "assistant" else "user"

@@ -35,6 +35,11 @@ class Result(BaseModel):
         description="Each generate call of a task: name, prompt hash, reply, tokens, time.",
     )
     prompt_sha256: str = ""
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The decoding settings of the first call: max_new_tokens, temperature, top_p, seed, "
+        "think, and the sha256 of the JSON schema decoding was constrained to (null when free).",
+    )
     provenance: list[dict[str, Any]] = Field(default_factory=list)
     usage: dict[str, int] = Field(default_factory=dict)
     timings: Timings = Field(default_factory=Timings)

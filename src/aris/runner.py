@@ -12,6 +12,7 @@ Nothing else calls a task's ``run``. Batch splits the path in two (:func:`prepar
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -73,7 +74,7 @@ def prepare_inputs(
     t = resolve_task(task)
     items = _as_list(inputs)
     if t.n_inputs[1] == 1 and len(items) > 1 and all(isinstance(i, str | Path) for i in items):
-        items = [[Path(str(i)) for i in items]]  # type: ignore[list-item]
+        items = [[Path(str(i)) for i in items]]
     chosen = kind if kind and kind != "auto" else t.read_kind
     opts = dict(t.read_options) if chosen == t.read_kind else {}
     opts.update(read_options or {})
@@ -105,6 +106,34 @@ def generation_params(
         max_new_tokens=max_new_tokens or t.max_new_tokens,
         think=t.think if think is None else think,
     )
+
+
+def recipe_digest(task: str | Task) -> str:
+    """A digest of the code that turns inputs into this task's prompt and reads its reply.
+
+    Part of every result key: a changed prompt or parser must not serve answers made with the old one.
+    """
+    return _recipe_digest(type(resolve_task(task)))
+
+
+@functools.cache
+def _recipe_digest(cls: type) -> str:
+    import hashlib
+    import inspect
+    import sys
+
+    modules = {cls.__module__, "aris.tasks.base", "aris.tasks.parsing", "aris.prompt", "aris.thinking"}
+    h = hashlib.sha256()
+    for name in sorted(modules):
+        module = sys.modules.get(name)
+        try:
+            source = inspect.getsource(module) if module is not None else name
+        except (OSError, TypeError):  # no source (a frozen build): the module's name and Aris's version
+            from aris import __version__
+
+            source = f"{name}@{__version__}"
+        h.update(name.encode() + b"\0" + source.encode() + b"\0")
+    return h.hexdigest()
 
 
 def run_task(
@@ -195,6 +224,7 @@ __all__ = [
     "check_options",
     "generation_params",
     "prepare_inputs",
+    "recipe_digest",
     "resolve_task",
     "run_task",
 ]

@@ -6,6 +6,7 @@ batch machinery and where items went, not answers).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -70,7 +71,8 @@ def test_e2e_batch_through_llamacpp(tmp_path: Path, gguf_270m: Path) -> None:
     with Store.open() as store:
         (job,) = store.jobs()
         assert job.engine == "llamacpp"
-        assert job.model == str(gguf_270m)
+        assert job.model == gguf_270m.name  # a name, not a path
+        assert job.params["identity"]["weights"] == hashlib.sha256(gguf_270m.read_bytes()).hexdigest()
         rows = store.export(job.id)
     assert [row["question"] for row in rows] == QUESTIONS[:2]
     for row in rows:

@@ -94,24 +94,28 @@ def test_file_and_folder_digests(tmp_path: Path) -> None:
 
 
 def test_item_key_covers_what_changes_the_answer() -> None:
-    base = item_key("d" * 64, "cxr-report", "m", {"gen": {"max_new_tokens": 8}}, "q")
+    ident = {"engine": "transformers", "model": "m", "weights": "w1", "adapter": None, "dtype": "float32"}
+    gen = {"gen": {"max_new_tokens": 8}}
+    base = item_key("d" * 64, "cxr-report", ident, gen, "q")
     expected = hashlib.sha256(
         json.dumps(
-            ["item-v1", "d" * 64, "cxr-report", "m", {"gen": {"max_new_tokens": 8}}, "q"],
-            sort_keys=True,
-            separators=(",", ":"),
+            ["item-v2", "d" * 64, "cxr-report", ident, gen, "q"], sort_keys=True, separators=(",", ":")
         ).encode()
     ).hexdigest()
     assert base == expected
     others = {
-        item_key("e" * 64, "cxr-report", "m", {"gen": {"max_new_tokens": 8}}, "q"),
-        item_key("d" * 64, "vqa", "m", {"gen": {"max_new_tokens": 8}}, "q"),
-        item_key("d" * 64, "cxr-report", "m2", {"gen": {"max_new_tokens": 8}}, "q"),
-        item_key("d" * 64, "cxr-report", "m", {"gen": {"max_new_tokens": 9}}, "q"),
-        item_key("d" * 64, "cxr-report", "m", {"gen": {"max_new_tokens": 8}}, "q2"),
+        item_key("e" * 64, "cxr-report", ident, gen, "q"),
+        item_key("d" * 64, "vqa", ident, gen, "q"),
+        item_key("d" * 64, "cxr-report", {**ident, "model": "m2"}, gen, "q"),
+        item_key("d" * 64, "cxr-report", {**ident, "adapter": "a1"}, gen, "q"),  # a fine-tune of m
+        item_key("d" * 64, "cxr-report", {**ident, "weights": "w2"}, gen, "q"),  # new weights, same name
+        item_key("d" * 64, "cxr-report", {**ident, "dtype": "bfloat16"}, gen, "q"),
+        item_key("d" * 64, "cxr-report", {**ident, "engine": "llamacpp"}, gen, "q"),
+        item_key("d" * 64, "cxr-report", ident, {"gen": {"max_new_tokens": 9}}, "q"),
+        item_key("d" * 64, "cxr-report", ident, gen, "q2"),
     }
     assert base not in others
-    assert len(others) == 5
+    assert len(others) == 9
 
 
 def test_work_item_from_ref_round_trips() -> None:

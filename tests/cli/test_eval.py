@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from aris.cli import app
 from aris.errors import ConfigError, InputError
-from tests.eval import samples
-from tests.eval.samples import use_oracle
+from tests.eval import datasets as sets
+from tests.eval.datasets import use_oracle
 
 
 def invoke(*args: str):  # type: ignore[no-untyped-def]
@@ -19,11 +19,11 @@ def invoke(*args: str):  # type: ignore[no-untyped-def]
 
 
 def test_eval_dataset_runs_through_a_real_engine_and_resumes(tmp_path: Path, gguf_270m: Path) -> None:
-    ds = samples.text_qa_set(tmp_path / "data")
+    ds = sets.text_qa_set(tmp_path / "data")
     out = tmp_path / "run"
     cmd = [
         "eval", ds, "--task", "text-qa", "--engine", "llamacpp", "--model", gguf_270m, "--n-ctx", "2048",
-        "--max-new-tokens", "6", "--limit", "1", "--benchmark", "MedQA", "--bootstrap", "100", "--out", out,
+        "--max-new-tokens", "6", "--limit", "1", "--benchmark", "MedQA", "--layout", "aris", "--bootstrap", "100", "--out", out,
     ]  # fmt: skip
     r = invoke(*cmd)
     assert r.exit_code == 0, r.output
@@ -49,7 +49,7 @@ def test_eval_dataset_runs_through_a_real_engine_and_resumes(tmp_path: Path, ggu
 def test_eval_compare_prints_and_writes_the_changed_items(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ds = samples.text_qa_set(tmp_path / "data")
+    ds = sets.text_qa_set(tmp_path / "data")
     use_oracle(monkeypatch, [("scurvy", "Final Answer: C"), ("diabetes", "Final Answer: A"), ("insulin", "Final Answer: liver")])  # fmt: skip
     a = invoke("eval", ds, "-t", "text-qa", "--engine", "fake", "--model", "model-a", "--out", tmp_path / "a")
     assert a.exit_code == 0, a.output
@@ -77,7 +77,7 @@ def test_eval_compare_prints_and_writes_the_changed_items(
 
 
 def test_eval_errors_name_what_to_fix(tmp_path: Path) -> None:
-    ds = samples.write_jsonl(
+    ds = sets.write_jsonl(
         tmp_path / "bad.jsonl", [{"id": "q9", "question": "Q?", "options": ["x", "y"], "answer": "E"}]
     )
     r = invoke("eval", ds, "--task", "text-qa", "--engine", "fake")
@@ -88,11 +88,11 @@ def test_eval_errors_name_what_to_fix(tmp_path: Path) -> None:
     assert "no protocol for task 'ehr-summary'" in str(r.exception)
     r = invoke("eval", ds, "--task", "text-qa", "--benchmark", "NoSuchBench", "--engine", "fake")
     assert r.exit_code == 2
-    assert "no published figures for 'NoSuchBench'" in r.output
+    assert "no published figures or adapter for 'NoSuchBench'" in r.output
     r = invoke("eval", "compare", tmp_path / "nope", tmp_path / "nope2")
     assert isinstance(r.exception, InputError)
     assert "no such eval run" in str(r.exception)
-    good = samples.text_qa_set(tmp_path / "data")
+    good = sets.text_qa_set(tmp_path / "data")
     r = invoke(
         "eval", "run", good, "--task", "text-qa", "--engine", "fake", "--limit", "1", "--out", tmp_path / "o"
     )

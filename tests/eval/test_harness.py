@@ -24,8 +24,8 @@ from aris.config import ArisSettings
 from aris.eval.harness import evaluate, load_run
 from aris.eval.report import compare
 from aris.notice import NOTICE
-from tests.eval import samples
-from tests.eval.samples import use_oracle
+from tests.eval import datasets as sets
+from tests.eval.datasets import use_oracle
 from tests.servers import SSE_HEADERS, Recorded, Reply, sse_chat, stub_server
 
 FAST = {"n_boot": 200}
@@ -66,7 +66,7 @@ def check_reports(run: dict[str, Any], out: Path) -> None:
 
 
 def test_text_qa_on_the_270m_gguf_resumes_to_the_same_report(tmp_path: Path, gguf_270m: Path) -> None:
-    ds = samples.text_qa_set(tmp_path / "data")
+    ds = sets.text_qa_set(tmp_path / "data")
     settings = ArisSettings(engine="llamacpp", model=str(gguf_270m), max_new_tokens=8, n_ctx=2048)
     kw: dict[str, Any] = {"benchmark": "MedQA", "limit": 2, **FAST}
     first = evaluate(ds, "text-qa", settings, out_dir=tmp_path / "a", **kw)
@@ -104,10 +104,10 @@ def test_text_qa_on_the_270m_gguf_resumes_to_the_same_report(tmp_path: Path, ggu
 
 def test_classify_on_the_tiny_vlm_with_a_failed_item(tmp_path: Path, tiny_vlm: Path, samples) -> None:  # type: ignore[no-untyped-def]
     root = tmp_path / "data"
-    ds = samples.classify_set(samples, root)
+    ds = sets.classify_set(samples, root)
     rows = [json.loads(x) for x in ds.read_text().splitlines()]
     rows.insert(1, {"id": "gone", "input": "tiles/missing.png", "answer": "ADI", "choices": "nct-crc-he"})
-    samples.write_jsonl(ds, rows)
+    sets.write_jsonl(ds, rows)
     settings = ArisSettings(engine="transformers", model=str(tiny_vlm), max_new_tokens=12)
     result = evaluate(ds, "classify", settings, out_dir=tmp_path / "out", limit=3, **FAST)
     run = result.run
@@ -119,6 +119,7 @@ def test_classify_on_the_tiny_vlm_with_a_failed_item(tmp_path: Path, tiny_vlm: P
         "not_run": 0,
         "no_answer": sum(1 for i in done(run) if i["prediction"] is None),
         "repaired": sum(1 for i in done(run) if i["repaired"]),
+        "truncated": sum(1 for i in done(run) if i["truncated"]),
     }
     gone = run["items"][1]
     assert gone["status"] == "failed"
@@ -154,7 +155,7 @@ def test_classify_on_the_tiny_vlm_with_a_failed_item(tmp_path: Path, tiny_vlm: P
 
 
 def test_text_qa_accuracy_and_subgroups_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ds = samples.text_qa_set(tmp_path / "data")
+    ds = sets.text_qa_set(tmp_path / "data")
     use_oracle(
         monkeypatch,
         [
@@ -178,27 +179,34 @@ def test_text_qa_accuracy_and_subgroups_by_hand(tmp_path: Path, monkeypatch: pyt
 
 
 def test_binary_vqa_macro_f1_over_conditions_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.vqa_binary_set(samples, tmp_path / "data")
+    ds = sets.vqa_binary_set(samples, tmp_path / "data")
     oracles = use_oracle(
         monkeypatch,
         [
             ("pleural effusion?", "Blunted angle. Final Answer: yes"),  # tp (effusion)
             ("on the left?", "Final Answer: Yes"),  # fp (effusion)
-            ("heart enlarged?", "I cannot tell."),  # no answer on a negative (cardiomegaly)
+            ("heart enlarged?", "I cannot tell."),  # unreadable on a negative: wrong, a fp (cardiomegaly)
             ("cardiomegaly?", "Final Answer: yes"),  # tp (cardiomegaly)
         ],
     )
-    run = evaluate(ds, "vqa", ArisSettings(engine="fake"), out_dir=tmp_path / "out", **FAST).run
-    assert run["protocol"]["mode"] == "binary"
-    assert all('You MUST end your responce with either "Final Answer: yes"' in p for p in oracles[0].prompts)
-    # effusion: tp 1, fp 1 -> F1 2/3; cardiomegaly: tp 1 -> F1 1
-    assert run["metrics"]["macro_f1"]["value"] == pytest.approx((2 / 3 + 1) / 2)
+    run = evaluate(
+        ds, "vqa", ArisSettings(engine="fake"), out_dir=tmp_path / "out", mode="yes-no", **FAST
+    ).run
+    assert run["protocol"]["mode"] == "yes-no"
+    assert all(
+        p.endswith('You MUST end your responce with either "Final Answer: yes" or "Final Answer: no<end_of_turn>\n<start_of_turn>model\n')
+        for p in oracles[0].prompts
+    )  # fmt: skip
+    assert run["protocol"]["max_new_tokens"] == 1024  # the report mode's budget, named in the record
+    # effusion: tp 1, fp 1 -> F1 2/3; cardiomegaly: tp 1, fp 1 (unreadable) -> F1 2/3
+    assert run["metrics"]["macro_f1"]["value"] == pytest.approx(2 / 3)
     assert run["metrics"]["accuracy"]["value"] == pytest.approx(2 / 4)
     by_cond: dict[str, tuple[list[bool], list[bool]]] = {}
     for i in run["items"]:
         t, p = by_cond.setdefault(i["condition"], ([], []))
         t.append(i["reference"] == "yes")
-        p.append(i["prediction"] == "yes")
+        # scikit-learn with an unreadable answer written as the opposite of its reference
+        p.append(i["prediction"] == "yes" if i["prediction"] else i["reference"] != "yes")
     assert run["metrics"]["macro_f1"]["value"] == pytest.approx(
         sum(f1_score(t, p) for t, p in by_cond.values()) / len(by_cond)
     )
@@ -206,7 +214,7 @@ def test_binary_vqa_macro_f1_over_conditions_by_hand(tmp_path: Path, monkeypatch
 
 
 def test_open_vqa_token_f1_and_closed_accuracy_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.vqa_open_set(samples, tmp_path / "data")
+    ds = sets.vqa_open_set(samples, tmp_path / "data")
     use_oracle(
         monkeypatch,
         [
@@ -223,12 +231,15 @@ def test_open_vqa_token_f1_and_closed_accuracy_by_hand(tmp_path: Path, monkeypat
     assert run["metrics"]["closed_accuracy"]["n"] == 1  # the one yes/no reference
     assert run["metrics"]["token_f1"]["n"] == 3
     assert run["subgroups"]["open"]["closed_accuracy"] is None  # no yes/no references there
-    assert "articles a/an/the dropped" in (tmp_path / "out" / "report.md").read_text()
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "a/an/the dropped" in md
+    assert "closed questions: questions whose reference is yes or no" in md
+    assert 'in the format "Final Answer: X":' in md  # the report's VQA row, quoted in the report
     check_reports(run, tmp_path / "out")
 
 
 def test_ct_yes_no_through_the_series_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.ct_set(samples, tmp_path / "data")
+    ds = sets.ct_set(samples, tmp_path / "data")
     oracles = use_oracle(
         monkeypatch, [("hemorrhage", "Final Answer: yes"), ("calcification", "Final Answer: yes")]
     )
@@ -242,7 +253,7 @@ def test_ct_yes_no_through_the_series_reader(tmp_path: Path, monkeypatch: pytest
 
 
 def test_classify_accuracy_and_macro_f1_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.classify_set(samples, tmp_path / "data")
+    ds = sets.classify_set(samples, tmp_path / "data")
     use_oracle(
         monkeypatch,
         [
@@ -252,7 +263,9 @@ def test_classify_accuracy_and_macro_f1_by_hand(tmp_path: Path, monkeypatch: pyt
             ("Tile 3:", '{"answer": "lymphocytes"}'),  # right
         ],
     )
-    run = evaluate(ds, "classify", ArisSettings(engine="fake"), out_dir=tmp_path / "out", **FAST).run
+    run = evaluate(
+        ds, "classify", ArisSettings(engine="fake"), out_dir=tmp_path / "out", prompts="app", **FAST
+    ).run
     assert run["metrics"]["accuracy"]["value"] == 0.75
     # classes: epithelium F1 1, stroma 0 (missed), adipose 0 (false), lymphocytes 1
     assert run["metrics"]["macro_f1"]["value"] == pytest.approx(0.5)
@@ -269,7 +282,7 @@ def test_classify_accuracy_and_macro_f1_by_hand(tmp_path: Path, monkeypatch: pyt
 
 
 def test_cxr_compare_macro_accuracy_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.compare_set(samples, tmp_path / "data")
+    ds = sets.compare_set(samples, tmp_path / "data")
     use_oracle(
         monkeypatch,
         [
@@ -290,7 +303,7 @@ def test_cxr_compare_macro_accuracy_by_hand(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_localize_mean_iou_in_original_pixels_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.localize_set(samples, tmp_path / "data")
+    ds = sets.localize_set(samples, tmp_path / "data")
     use_oracle(
         monkeypatch,
         [
@@ -304,7 +317,9 @@ def test_localize_mean_iou_in_original_pixels_by_hand(tmp_path: Path, monkeypatc
             ),  # no box, even after repair
         ],
     )
-    run = evaluate(ds, "cxr-localize", ArisSettings(engine="fake"), out_dir=tmp_path / "out", **FAST).run
+    run = evaluate(
+        ds, "cxr-localize", ArisSettings(engine="fake"), out_dir=tmp_path / "out", prompts="app", **FAST
+    ).run
     # the film is 211 wide and 169 high, padded to 211 with 21 rows on top: x = x/1000*211, y = y/1000*211 - 21
     box = [200 * 0.211 - 21, 50 * 0.211, 900 * 0.211 - 21, 400 * 0.211]
     assert run["items"][0]["prediction"] == pytest.approx(box)
@@ -321,10 +336,12 @@ def test_localize_mean_iou_in_original_pixels_by_hand(tmp_path: Path, monkeypatc
 
 
 def test_wsi_rouge_l_against_rouge_score(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.wsi_set(samples, tmp_path / "data")
+    ds = sets.wsi_set(samples, tmp_path / "data")
     reply = "Colonic tissue with glands and fibrous stroma."
     use_oracle(monkeypatch, [("colon, resection:", reply)])
-    run = evaluate(ds, "wsi", ArisSettings(engine="fake"), out_dir=tmp_path / "out", **FAST).run
+    run = evaluate(
+        ds, "wsi", ArisSettings(engine="fake"), out_dir=tmp_path / "out", prompts="app", **FAST
+    ).run
     ref = json.loads(ds.read_text())["answer"]
     expected = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True).score(ref, reply)["rougeL"].fmeasure
     assert run["items"][0]["prediction"] == reply
@@ -334,10 +351,12 @@ def test_wsi_rouge_l_against_rouge_score(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_lab_extraction_precision_recall_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    ds = samples.lab_set(samples, tmp_path / "data")
+    ds = sets.lab_set(samples, tmp_path / "data")
     truth = json.loads(samples("lab/synthetic_lab_report.truth.json").read_text())
     use_oracle(monkeypatch, [("clinical data extraction specialist", json.dumps(truth[:10]))])
-    run = evaluate(ds, "lab-extract", ArisSettings(engine="fake"), out_dir=tmp_path / "out", **FAST).run
+    run = evaluate(
+        ds, "lab-extract", ArisSettings(engine="fake"), out_dir=tmp_path / "out", prompts="app", **FAST
+    ).run
     assert len(run["items"][0]["prediction"]) == 10  # both pages answered the same: merged
     fields = lambda tests: sum(bool(str(v).strip()) for t in tests for v in t.values())  # noqa: E731
     p, r = 1.0, fields(truth[:10]) / fields(truth)
@@ -354,7 +373,7 @@ def test_lab_extraction_precision_recall_by_hand(tmp_path: Path, monkeypatch: py
 def test_compare_lists_the_items_whose_answers_changed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ds = samples.text_qa_set(tmp_path / "data")
+    ds = sets.text_qa_set(tmp_path / "data")
     use_oracle(monkeypatch, [("scurvy", "Final Answer: C"), ("diabetes", "Final Answer: A"), ("insulin", "Final Answer: liver")])  # fmt: skip
     a = evaluate(ds, "text-qa", ArisSettings(engine="fake", model="model-a"), out_dir=tmp_path / "a", **FAST)
     use_oracle(monkeypatch, [("scurvy", "Final Answer: C"), ("diabetes", "Final Answer: B"), ("insulin", "Final Answer: pancreas")])  # fmt: skip
@@ -370,7 +389,7 @@ def test_compare_lists_the_items_whose_answers_changed(
 
 
 def test_limit_reuses_the_items_already_answered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ds = samples.text_qa_set(tmp_path / "data")
+    ds = sets.text_qa_set(tmp_path / "data")
     oracles = use_oracle(monkeypatch, [("scurvy", "Final Answer: C")])
     first = evaluate(ds, "text-qa", ArisSettings(engine="fake"), out_dir=tmp_path / "a", limit=1, **FAST)
     assert first.run["counts"]["items"] == 1
@@ -383,7 +402,7 @@ def test_limit_reuses_the_items_already_answered(tmp_path: Path, monkeypatch: py
 
 def test_items_spread_over_two_endpoints(tmp_path: Path) -> None:
     """An eval run is a batch: --endpoint servers share its items (scripted OpenAI-compatible servers)."""
-    ds = samples.text_qa_set(tmp_path / "data")
+    ds = sets.text_qa_set(tmp_path / "data")
     answers = {
         "scurvy": "Final Answer: C",
         "diabetes": "Final Answer: B",
@@ -423,3 +442,33 @@ def test_a_csv_dataset_reads_like_jsonl(tmp_path: Path, monkeypatch: pytest.Monk
     assert [(i["reference"], i["prediction"]) for i in run["items"]] == [("C", "C"), ("B", "B")]
     assert run["metrics"]["accuracy"]["value"] == 1.0
     assert run["subgroups"] == {"nutrition": {"n": 1, "accuracy": 1.0}}  # an empty subgroup is none
+
+
+def test_report_mode_records_its_prompt_budget_and_truncated_thoughts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    ds = sets.text_qa_set(tmp_path / "data")
+    oracles = use_oracle(
+        monkeypatch,
+        [
+            ("scurvy", "<unused94>thought\nCollagen needs ascorbate, so"),  # a thought cut before any answer
+            ("type 2 diabetes", "<unused94>thought\nBiguanide.<unused95>Final Answer: B"),
+            ("makes insulin", "Final Answer: pancreas"),
+        ],
+    )
+    run = evaluate(ds, "text-qa", ArisSettings(engine="fake"), out_dir=tmp_path / "out", benchmark="PubMedQA", n_boot=0).run  # fmt: skip
+    assert {p.max_new_tokens for p in oracles[0].params} == {8192}
+    # three first calls think; the cut thought's repair call (Aris's, never scored) does not
+    assert [p.think for p in oracles[0].params].count(True) == 3
+    assert run["protocol"]["max_new_tokens"] == 8192
+    assert run["protocol"]["report_prompt"]["prompt"] == "TEXT_MCQ"
+    assert [i["truncated"] for i in run["items"]] == [True, False, False]
+    assert run["counts"]["truncated"] == 1
+    assert run["items"][0]["prediction"] is None
+    assert run["metrics"]["accuracy"]["published"] == 68.2
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "truncated 1" in md
+    assert "## Truncated replies (1)\n" in md
+    assert "- t1\n" in md.split("## Truncated replies")[1]
+    assert "67.6 in a results table of the technical report" in md  # the other published value, named
+    assert "Appendix B, Tables 7-13" in md
+    assert "one 'A. text' line each" in md  # a choice the report leaves open, named
+    assert 'X in the format "Final Answer: X":\n```' in md  # the template, quoted

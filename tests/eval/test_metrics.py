@@ -10,13 +10,14 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from aris.eval.metrics import (
     accuracy,
+    binary_f1,
     bootstrap_ci,
-    closed_accuracy,
+    exact_normalized,
     iou,
     lab_field_counts,
     lab_scores,
     lab_scores_from_counts,
-    macro_accuracy,
+    macro_accuracy_by_finding,
     macro_f1,
     macro_f1_over_conditions,
     mean_iou,
@@ -49,21 +50,100 @@ def test_macro_f1_over_conditions_by_hand() -> None:
     assert macro_f1_over_conditions(rows) == pytest.approx(0.75)
 
 
-def test_macro_accuracy_by_hand_and_against_sklearn() -> None:
-    refs = ["improved", "improved", "stable", "worsened", "worsened", "worsened"]
-    preds = ["improved", "stable", "stable", "worsened", "stable", "stable"]
-    # per class accuracy: improved 1/2, stable 1/1, worsened 1/3
-    assert macro_accuracy(preds, refs) == pytest.approx((0.5 + 1 + 1 / 3) / 3)
-    assert macro_accuracy(preds, refs) == pytest.approx(balanced_accuracy_score(refs, preds))
+def test_a_condition_without_positives_scores_one_when_every_answer_is_right() -> None:
+    """Not F1 = 0 for a perfect set of answers: scikit-learn's zero_division=1.0 convention."""
+    refs = ["no", "no", "no"]
+    assert binary_f1(["no", "no", "no"], refs) == 1.0
+    assert binary_f1(["no"] * 3, refs) == f1_score(refs, ["no"] * 3, pos_label="yes", zero_division=1.0)
+    assert binary_f1(["no", "yes", "no"], refs) == 0.0  # one false positive: 0 / 1
+    assert binary_f1(["no", None, "no"], refs) == 0.0  # unreadable on a "no" is not a correct "no"
+    rows = [("pneumothorax", "no", "no"), ("pneumothorax", "no", "no"), ("edema", "yes", "yes")]
+    assert macro_f1_over_conditions(rows) == 1.0
 
 
-def test_vqa_token_f1_normalization_and_closed_accuracy() -> None:
-    assert normalize_answer("The LEFT lung, lower-lobe.") == ["left", "lung", "lower", "lobe"]
+def test_binary_f1_counts_unreadable_as_wrong_against_sklearn() -> None:
+    preds = ["yes", None, "no", None, "yes", "no"]
+    refs = ["yes", "yes", "no", "no", "no", "yes"]
+    # sklearn on the same items, each unreadable answer replaced by the opposite of its reference
+    opposite = [
+        p if p is not None else ("no" if r == "yes" else "yes") for p, r in zip(preds, refs, strict=True)
+    ]
+    assert binary_f1(preds, refs) == pytest.approx(f1_score(refs, opposite, pos_label="yes"))
+    assert binary_f1(preds, refs) == pytest.approx(2 * 1 / (2 * 1 + 2 + 2))  # tp 1, fp 2, fn 2
+
+
+def test_ms_cxr_t_macro_accuracy_is_per_finding_then_averaged() -> None:
+    rows = [
+        ("edema", "improved", "improved"),
+        ("edema", "stable", "improved"),
+        ("edema", "stable", "stable"),  # improved 1/2, stable 1/1 -> .75
+        ("effusion", "worsened", "worsened"),
+        ("effusion", None, "worsened"),
+        ("effusion", "stable", "worsened"),  # worsened 1/3 -> 1/3
+    ]
+    assert macro_accuracy_by_finding(rows) == pytest.approx((0.75 + 1 / 3) / 2)
+    edema = balanced_accuracy_score(["improved", "improved", "stable"], ["improved", "stable", "stable"])
+    effusion = balanced_accuracy_score(["worsened"] * 3, ["worsened", "", "stable"])
+    assert macro_accuracy_by_finding(rows) == pytest.approx((edema + effusion) / 2)
+    # pooled balanced accuracy (the old definition) differs: the findings no longer weigh equally
+    pooled = balanced_accuracy_score([r for _, _, r in rows], [p or "" for _, p, _ in rows])
+    assert pooled != pytest.approx(macro_accuracy_by_finding(rows))
+
+
+# SQuAD v2.0's official evaluation functions (evaluate-v2.0.py, normalize_answer and compute_f1),
+# copied to check our normalization against the reference it claims to follow.
+def _squad_normalize(s: str) -> str:
+    import re
+    import string
+
+    def remove_articles(text: str) -> str:
+        return re.compile(r"\b(a|an|the)\b", re.UNICODE).sub(" ", text)
+
+    def white_space_fix(text: str) -> str:
+        return " ".join(text.split())
+
+    def remove_punc(text: str) -> str:
+        exclude = set(string.punctuation)
+        return "".join(ch for ch in text if ch not in exclude)
+
+    return white_space_fix(remove_articles(remove_punc(s.lower())))
+
+
+def _squad_f1(a_gold: str, a_pred: str) -> float:
+    import collections
+
+    gold_toks = _squad_normalize(a_gold).split()
+    pred_toks = _squad_normalize(a_pred).split()
+    common = collections.Counter(gold_toks) & collections.Counter(pred_toks)
+    num_same = sum(common.values())
+    if len(gold_toks) == 0 or len(pred_toks) == 0:
+        return float(gold_toks == pred_toks)
+    if num_same == 0:
+        return 0.0
+    precision = 1.0 * num_same / len(pred_toks)
+    recall = 1.0 * num_same / len(gold_toks)
+    return (2 * precision * recall) / (precision + recall)
+
+
+def test_vqa_token_f1_is_squads() -> None:
+    assert normalize_answer("The LEFT lung, lower-lobe.") == ["left", "lung", "lowerlobe"]
+    assert token_f1("x-ray", "xray") == 1.0  # SQuAD deletes punctuation
     assert token_f1("The left lung", "left lower lung") == pytest.approx(0.8)  # P 1, R 2/3
     assert token_f1("", "") == 1.0
     assert token_f1("heart", "lung") == 0.0
     assert mean_token_f1(["The left lung", "heart"], ["left lower lung", "lung"]) == pytest.approx(0.4)
-    assert closed_accuracy(["Yes.", "no", "left lung"], ["yes", "yes", "left"]) == pytest.approx(0.5)
+    pairs = [
+        ("T2-weighted MRI", "t2 weighted mri"),
+        ("the liver, and spleen", "Liver and the spleen."),
+        ("a", "the"),
+        ("Left  kidney's upper pole", "left kidneys upper pole"),
+        ("CT (axial)", "axial ct"),
+        ("no", "No."),
+    ]
+    for pred, ref in pairs:
+        assert token_f1(pred, ref) == pytest.approx(_squad_f1(ref, pred)), (pred, ref)
+    assert exact_normalized("The Left Lung.", "left lung")
+    assert not exact_normalized("left lung", "lung")
 
 
 def test_iou_by_hand() -> None:
@@ -113,6 +193,14 @@ def test_lab_extraction_counts_by_hand() -> None:
     micro_p, micro_r = 19 / 23, 19 / 20  # pooled: tp 9+10, fp 4, fn 1
     assert scores["micro"].precision == pytest.approx(micro_p)
     assert scores["micro"].recall == pytest.approx(micro_r)
+
+
+def test_lab_fields_compare_numbers_by_value() -> None:
+    truth = [{"name": "Hemoglobin", "result": "13.50", "unit": "g/dL", "range": "13.0 - 17.0"}]
+    pred = [{"name": "Hemoglobin", "result": "13.5", "unit": "g/dL", "range": "13 - 17"}]
+    assert lab_field_counts(pred, truth) == (4, 0, 0)
+    wrong = [{"name": "Hemoglobin", "result": "135", "unit": "g/dL", "range": "13 - 17"}]
+    assert lab_field_counts(wrong, truth) == (3, 1, 1)  # a different number is still different
 
 
 def test_lab_scores_from_counts_equal_lab_scores() -> None:

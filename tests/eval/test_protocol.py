@@ -12,7 +12,14 @@ from aris.engines.fake import FakeEngine
 from aris.errors import ConfigError, InputError
 from aris.eval.datasets import EvalItem
 from aris.eval.metrics import lab_field_counts, macro_f1_over_conditions
-from aris.eval.protocol import Scored, first_reply, macro_f1_conditions, make_protocol, yes_no
+from aris.eval.protocol import (
+    Scored,
+    first_reply,
+    macro_f1_conditions,
+    make_protocol,
+    most_likely_choice,
+    yes_no,
+)
 from aris.inputs import read
 from aris.result import Result
 from aris.tasks import get_task
@@ -60,7 +67,7 @@ def test_text_qa_references_and_work_items() -> None:
         item("3", "(a) insulin", "Pancreas hormone?", options="Insulin|Glucagon"),
         item("4", "The Pancreas.", "Which organ?"),
     ]
-    p = make_protocol("text-qa", items, DS)
+    p = make_protocol("text-qa", items, DS, prompts="app")
     assert [p.refs[i.id] for i in items] == ["C", "B", "A", "pancreas"]
     w = p.work_item(items[1])
     assert w.paths == ()
@@ -69,10 +76,20 @@ def test_text_qa_references_and_work_items() -> None:
     assert p.work_item(items[3]).task_options == {}
     rec = p.record()
     assert rec["think"] is True  # text multiple choice thinks, as evaluated
-    assert rec["suffix"] == FINAL_ANSWER_SUFFIX
+    assert rec["prompts"] == "app"
     assert rec["system_prompt"] == "none"
-    assert rec["mode"] == "mixed"  # three rows with options, one open
+    assert rec["mode"] == "text"  # a row's own options make it multiple choice
     assert rec["metrics"] == ["accuracy"]
+    report = make_protocol("text-qa", items, DS)  # eval's default: the report's prompt
+    assert report.work_item(items[1]).task_options == {
+        "choices": ["Insulin", "Metformin"],
+        "prompts": "report",
+        "constrain": False,
+    }
+    rp = report.record()["report_prompt"]
+    assert rp["template"].endswith(FINAL_ANSWER_SUFFIX)  # the app's suffix is the report's text row
+    assert rp["max_new_tokens"] == report.max_new_tokens() == 8192
+    assert "Appendix B" in rp["source"]
     assert make_protocol("text-qa", items, DS, think=False).work_item(items[0]).task_options["think"] is False
 
 
@@ -115,17 +132,17 @@ def test_open_text_qa_compares_normalized_answers() -> None:
     assert p.score(it, r).score == 1.0
 
 
-def test_vqa_yes_no_set_is_binary_classification(samples) -> None:  # type: ignore[no-untyped-def]
+def test_vqa_yes_no_is_an_explicit_mode(samples) -> None:  # type: ignore[no-untyped-def]
     cxr = samples(CXR)
     items = [
         item("1", "Yes", "Is there effusion?", [cxr], condition="effusion"),
         item("2", "no", "Is there edema?", [cxr]),
     ]
-    p = make_protocol("vqa", items, DS)
-    assert p.mode == "binary"
+    assert make_protocol("vqa", items, DS).mode == "open"  # yes/no answers do not switch the mode
+    p = make_protocol("vqa", items, DS, mode="yes-no")
     w = p.work_item(items[0])
-    assert w.question == f"Is there effusion? {BINARY_SUFFIX}"  # "{image} {question} You MUST end ..."
-    assert w.task_options == {}
+    assert w.question == "Is there effusion?"
+    assert w.task_options == {"report_form": "cxr-yes-no", "prompts": "report", "constrain": False}
     assert p.metrics().keys() == {"macro_f1", "accuracy"}
     inputs = [read(cxr)]
     r = run_task("vqa", ["The angles are blunted.\nFinal Answer: yes"], inputs, w.question, w.task_options)
@@ -134,16 +151,21 @@ def test_vqa_yes_no_set_is_binary_classification(samples) -> None:  # type: igno
     r = run_task("vqa", ["Clear lungs. Final Answer: maybe"], inputs, w.question, w.task_options)
     assert p.score(items[1], r).prediction is None
     assert p.score(items[1], r).condition == "Is there edema?"  # no condition column: the question
+    with pytest.raises(InputError, match="--mode yes-no takes yes/no answers"):
+        make_protocol("vqa", [item("3", "left lobe", "Where?", [cxr])], DS, mode="yes-no")
+    with pytest.raises(ConfigError, match="no mode 'binary'"):
+        make_protocol("vqa", items, DS, mode="binary")
 
 
 def test_vqa_open_set_uses_the_final_answer_suffix_and_token_f1(samples) -> None:  # type: ignore[no-untyped-def]
     cxr = samples(CXR)
     items = [item("1", "left lower lobe", "Where is it?", [cxr]), item("2", "yes", "Is it a CXR?", [cxr])]
-    p = make_protocol("vqa", items, DS)
+    p = make_protocol("vqa", items, DS, prompts="app")
     assert p.mode == "open"
     w = p.work_item(items[0])
     assert (w.question, w.task_options) == ("Where is it?", {"final_answer": True})
-    assert "articles a/an/the" in p.record()["normalization"]
+    assert "a/an/the dropped" in p.record()["normalization"]
+    assert p.record()["choices"] == ["closed questions: questions whose reference is yes or no"]
     r = run_task("vqa", ["It is in the LEFT lobe. Final Answer: the left lobe."], [read(cxr)], w.question, w.task_options)  # fmt: skip
     s = p.score(items[0], r)
     assert s.prediction == "the left lobe"
@@ -153,10 +175,10 @@ def test_vqa_open_set_uses_the_final_answer_suffix_and_token_f1(samples) -> None
 def test_ct_reads_yes_no_from_the_first_reply(samples) -> None:  # type: ignore[no-untyped-def]
     series = samples("dicom/ct_series/head_ct2_4slices")
     items = [item("1", "no", "Is there hemorrhage?", [series])]
-    p = make_protocol("ct", items, DS)
+    p = make_protocol("ct", items, DS, prompts="app")
     w = p.work_item(items[0])
     assert w.task_options == {"yes_no": True}
-    assert p.record()["suffix"] == BINARY_SUFFIX
+    assert "report_prompt" not in p.record()  # app prompts: no report row to cite
     engine = FakeEngine(replies=["No blood seen. Final Answer: No."])
     r = get_task("ct").run(engine, [read(series, kind="ct")], w.question, options=w.task_options)
     assert engine.prompts[0].rstrip().endswith(BINARY_SUFFIX + "<end_of_turn>\n<start_of_turn>model")
@@ -171,7 +193,7 @@ def test_classify_maps_references_through_the_sets_aliases(samples) -> None:  # 
         item("1", "STR", None, [tile], choices="nct-crc-he", kind="image"),
         item("2", "ADI", None, [tile], choices="nct-crc-he", kind="image"),
     ]
-    p = make_protocol("classify", items, DS)
+    p = make_protocol("classify", items, DS, prompts="app")
     assert p.refs == {"1": "cancer-associated stroma", "2": "adipose"}
     w = p.work_item(items[0])
     assert (w.kind, w.task_options) == ("image", {"choices": "nct-crc-he"})
@@ -210,7 +232,7 @@ def test_localize_compares_boxes_in_original_pixels(samples) -> None:  # type: i
     cxr = samples(CXR)  # 211 wide, 169 high: padded to 211 x 211 with 21 rows on top
     it = item("1", "[20, 20, 150, 100]", None, [cxr], label="right lung")
     it.answer = [20, 20, 150, 100]  # datasets.py decodes JSON answers
-    p = make_protocol("cxr-localize", [it], DS)
+    p = make_protocol("cxr-localize", [it], DS, prompts="app")
     w = p.work_item(it)
     assert w.task_options == {"labels": ["right lung"]}
     inputs = [read(cxr, pad_square=True)]
@@ -234,7 +256,9 @@ def test_localize_compares_boxes_in_original_pixels(samples) -> None:  # type: i
 def test_wsi_and_lab_read_the_validated_output(samples) -> None:  # type: ignore[no-untyped-def]
     import json
 
-    p = make_protocol("wsi", [item("1", "colon mucosa", None, [], organ="colon", procedure="biopsy")], DS)
+    p = make_protocol(
+        "wsi", [item("1", "colon mucosa", None, [], organ="colon", procedure="biopsy")], DS, prompts="app"
+    )
     assert p.work_item(item("1", "x", None, [], organ="colon")).task_options == {"organ": "colon"}
     assert (
         p.prediction({"parsed": {"description": "Normal colon mucosa."}}, item("1", "x"))
@@ -244,7 +268,7 @@ def test_wsi_and_lab_read_the_validated_output(samples) -> None:  # type: ignore
 
     truth = json.loads(samples("lab/synthetic_lab_report.truth.json").read_text())
     lab = item("d1", truth, None, [samples("lab/synthetic_lab_report.pdf")])
-    p = make_protocol("lab-extract", [lab], DS)
+    p = make_protocol("lab-extract", [lab], DS, prompts="app")
     assert p.work_item(lab).question is None
     half = truth[:5]
     s = p.score(lab, {"parsed": {"tests": half, "pages": 2}})
@@ -257,15 +281,137 @@ def test_wsi_and_lab_read_the_validated_output(samples) -> None:  # type: ignore
         make_protocol("lab-extract", [item("d2", "missing.json")], DS)
 
 
-def test_binary_macro_f1_counts_a_missing_answer_as_negative() -> None:
+def test_binary_macro_f1_counts_a_missing_answer_as_wrong() -> None:
     rows = [
         Scored("1", "yes", "yes", condition="a"),
         Scored("2", None, "yes", condition="a"),  # missed positive: FN
-        Scored("3", None, "no", condition="a"),  # no answer on a negative: not a FP
+        Scored("3", None, "no", condition="a"),  # unreadable on a negative: not a correct "no", a FP
         Scored("4", "no", "no", condition="b"),
         Scored("5", "yes", "yes", condition="b"),
     ]
-    # condition a: tp 1, fn 1 -> F1 2/3; condition b: perfect -> 1
-    assert macro_f1_conditions(rows) == pytest.approx((2 / 3 + 1) / 2)
+    # condition a: tp 1, fn 1, fp 1 -> F1 1/2; condition b: perfect -> 1
+    assert macro_f1_conditions(rows) == pytest.approx((1 / 2 + 1) / 2)
     assert macro_f1_over_conditions([("a", "yes", "yes"), ("a", "", "yes")]) == pytest.approx(2 / 3)
     assert [yes_no(x) for x in ("Yes.", "absent", "FALSE", "maybe", None)] == ["yes", "no", "no", None, None]
+
+
+# -- report mode -----------------------------------------------------------------------------------------
+
+
+def test_protocols_are_a_registry_with_entry_points() -> None:
+    from aris.eval.protocol import PROTOCOLS, TextQaProtocol
+    from aris.registry import Registry
+
+    assert isinstance(PROTOCOLS, Registry)
+    assert PROTOCOLS.group == "aris.protocols"
+    assert PROTOCOLS.get("text-qa") is TextQaProtocol
+    assert {
+        "text-qa",
+        "vqa",
+        "ct",
+        "mri",
+        "classify",
+        "cxr-compare",
+        "cxr-localize",
+        "wsi",
+        "lab-extract",
+    } <= set(PROTOCOLS)
+
+
+def test_ct_report_mode_asks_for_the_label_with_the_rows_history(samples) -> None:  # type: ignore[no-untyped-def]
+    series = samples("dicom/ct_series/head_ct2_4slices")
+    items = [
+        item("1", "no", "Is there hemorrhage?", [series], label="intracranial hemorrhage", history="Fall."),
+        item("2", "yes", "Is there a fracture?", [series], label="skull fracture"),
+    ]
+    p = make_protocol("ct", items, DS)
+    w = p.work_item(items[0])
+    assert w.question == "intracranial hemorrhage"
+    assert w.task_options == {
+        "yes_no": True,
+        "report_form": "ct-us1",
+        "history": "Fall.",
+        "prompts": "report",
+        "constrain": False,
+    }
+    assert "1 of 2 rows have no 'history'" in " ".join(p.record()["choices"])
+    engine = FakeEngine(replies=["No hyperdensity.\nFinal Answer: no"])
+    r = get_task("ct").run(engine, [read(series, kind="ct")], w.question, options=w.task_options)
+    assert (
+        'patient history "Fall."... Is there "intracranial hemorrhage" in the CT volume?' in engine.prompts[0]
+    )
+    s = p.score(items[0], r)
+    assert (s.prediction, s.condition, s.score) == ("no", "intracranial hemorrhage", 1.0)
+    rate = make_protocol("ct", items, DS, mode="ct-rate")
+    assert rate.work_item(items[1]).task_options["report_form"] == "ct-rate"
+    assert rate.max_new_tokens() == 1024
+    with pytest.raises(ConfigError, match="no mode 'mri-us1'"):
+        make_protocol("ct", items, DS, mode="mri-us1")
+
+
+def test_classify_report_mode_reads_the_most_likely_diagnosis(samples) -> None:  # type: ignore[no-untyped-def]
+    tile = samples("dicom/compressed/SC_jpeg_no_color_transform.dcm")
+    it = item("1", "mild", None, [tile], choices="diabetic-retinopathy", kind="image")
+    p = make_protocol("classify", [it], DS, mode="eyepacs")
+    w = p.work_item(it)
+    assert w.task_options == {
+        "choices": "diabetic-retinopathy",
+        "report_form": "eyepacs",
+        "prompts": "report",
+        "constrain": False,
+    }
+    inputs = [read(tile, kind="image")]
+    r = run_task("classify", ["Microaneurysms only.\nThe most likely diagnosis is: B", '{"answer": "mild"}'], inputs, None, w.task_options)  # fmt: skip
+    assert p.score(it, r).prediction == "mild"
+    assert p.score(it, r).score == 1.0
+    # no phrase: unreadable, even though the task's repair produced an answer
+    r = run_task("classify", ["Stage B.", '{"answer": "mild"}'], inputs, None, w.task_options)
+    assert r.parsed["answer"] == "mild"
+    assert p.score(it, r).prediction is None
+    options = ["No DR", "mild", "moderate"]
+    assert most_likely_choice("The most likely diagnosis is: **C: moderate**", options) == "moderate"
+    assert most_likely_choice("The most likely diagnosis is: mild", options) == "mild"
+    assert most_likely_choice("A or B. The most likely diagnosis is:\n\n(A)", options) == "No DR"
+    assert most_likely_choice("The most likely diagnosis is: F", options) is None  # not offered
+
+
+def test_localize_report_mode_scores_a_repaired_reply_as_the_failed_first(samples) -> None:  # type: ignore[no-untyped-def]
+    cxr = samples(CXR)
+    it = item("1", [20, 20, 150, 100], None, [cxr], label="right lung")
+    p = make_protocol("cxr-localize", [it], DS)
+    w = p.work_item(it)
+    assert w.task_options == {"labels": ["right lung"], "prompts": "report", "constrain": False}
+    inputs = [read(cxr, pad_square=True)]
+    good = 'The right lung is on the left of the image.\nFinal Answer: ```json\n[{"box_2d": [200, 100, 800, 500], "label": "right lung"}]\n```'
+    r = run_task("cxr-localize", [good], inputs, None, w.task_options)
+    assert not r.repaired
+    assert p.score(it, r).score > 0
+    r = run_task("cxr-localize", ["It is on the left.", good], inputs, None, w.task_options)
+    assert r.repaired
+    assert r.parsed["boxes"]  # the task's own output used the repair
+    assert p.score(it, r).prediction is None
+    assert p.score(it, r).score == 0.0
+
+
+def test_closed_questions_follow_slakes_answer_type(samples) -> None:  # type: ignore[no-untyped-def]
+    cxr = samples(CXR)
+    items = [
+        item("1", "Left lung", "Which lung is larger?", [cxr], answer_type="CLOSED"),
+        item("2", "yes", "Is this a CT?", [cxr], answer_type="CLOSED"),
+        item("3", "yes", "Is the heart normal?", [cxr], answer_type="OPEN"),
+    ]
+    p = make_protocol("vqa", items, DS)
+    assert p.record()["choices"] == ["closed questions: the dataset's answer_type CLOSED"]
+    scored = [
+        p.score(items[0], {"text": "Final Answer: the left lung."}),
+        p.score(items[1], {"text": "Final Answer: Yes, it is."}),
+        p.score(items[2], {"text": "Final Answer: yes"}),
+    ]
+    assert [s.closed for s in scored] == [True, True, False]
+    assert [s.closed_correct for s in scored] == [True, True, False]
+    m = p.metrics()
+    assert m["closed_accuracy"](scored) == 1.0
+    assert p.metric_n("closed_accuracy", scored) == 2
+    assert m["token_f1"](scored) == pytest.approx(
+        (1.0 + 2 / 4 + 1.0) / 3
+    )  # "yes it is" vs "yes": P 1/3, R 1 -> 1/2

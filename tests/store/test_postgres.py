@@ -9,7 +9,7 @@ from sqlalchemy import create_engine
 
 from aris.result import Result
 from aris.store import NewItem, Store
-from aris.store.store import HEAD
+from aris.store.db import head_revision
 
 pytestmark = pytest.mark.postgres
 
@@ -40,7 +40,7 @@ def test_migrations_and_a_job_on_postgresql(postgres_url: str) -> None:
     eng = create_engine(postgres_url)
     with eng.connect() as conn:
         ctx = MigrationContext.configure(conn)
-        assert ctx.get_current_revision() == HEAD
+        assert ctx.get_current_revision() == head_revision()
         assert compare_metadata(ctx, Base.metadata) == []
     eng.dispose()
 

@@ -102,9 +102,8 @@ def test_every_task_on_the_tiny_vlm(
     images: int,
 ) -> None:
     opts = {"max_new_tokens": 12, **options}
-    if task == "cxr-localize":
-        opts["out_dir"] = str(tmp_path)
-    r = run(task, [samples(p) for p in paths], engine=vlm, **opts)
+    files_dir = tmp_path if task == "cxr-localize" else None
+    r = run(task, [samples(p) for p in paths], engine=vlm, files_dir=files_dir, **opts)
     check_record(r, task, "transformers")
     if images >= 0:
         assert r.usage["images"] == images
@@ -156,7 +155,7 @@ def test_localize_overlay_when_boxes_validate(vlm: Any, samples: Any, tmp_path: 
         samples(D + "cxr/highdicom_dx_image.dcm"),
         engine=vlm,
         labels="heart",
-        out_dir=str(tmp_path),
+        files_dir=tmp_path,
         max_new_tokens=64,
     )
     if r.parsed is not None:  # random weights under the grammar may or may not finish a box

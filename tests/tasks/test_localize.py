@@ -11,6 +11,7 @@ from PIL import Image
 
 from aris.engines.fake import FakeEngine
 from aris.inputs.base import Padding, PreparedInput
+from aris.runner import run_task
 from aris.tasks import get_task
 from aris.tasks.localize import model_view, normalize_box, square_padding, to_pixels
 from aris.types import ImagePart, Provenance
@@ -92,10 +93,12 @@ def test_task_pads_an_unpadded_input_itself_and_writes_json_and_overlay(tmp_path
             ' {"box_2d": [700, 100, 300, 450], "label": "right lung"}]\n```'
         ]
     )
-    result = get_task("cxr-localize").run(
-        engine,
+    result = run_task(
+        "cxr-localize",
         [_prepared(film)],
-        options={"labels": "heart, right lung, left lung", "out_dir": str(tmp_path)},
+        models=engine,
+        options={"labels": "heart, right lung, left lung"},
+        files_dir=tmp_path,
     )
     assert result.errors == []
     boxes = {b["label"]: b for b in result.parsed["boxes"]}

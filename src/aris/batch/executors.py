@@ -38,8 +38,8 @@ class Executor(abc.ABC):
     """Submit preparation and generation; wait for whichever finishes first."""
 
     @abc.abstractmethod
-    def start(self, slots: list[SlotSpec], task: str) -> list[str | BaseException]:
-        """Load one engine per slot. Returns each slot's model id, or the error that stopped it."""
+    def start(self, slots: list[SlotSpec], task: str) -> list[dict[str, Any] | BaseException]:
+        """Load one engine per slot. Returns each slot's engine identity, or the error that stopped it."""
 
     @abc.abstractmethod
     def prepare(self, spec: ItemSpec) -> Any: ...
@@ -75,9 +75,9 @@ class LocalExecutor(Executor):
         self.engines: list[Engine | None] = []
         self.task = ""
 
-    def start(self, slots: list[SlotSpec], task: str) -> list[str | BaseException]:
+    def start(self, slots: list[SlotSpec], task: str) -> list[dict[str, Any] | BaseException]:
         self.task = task
-        out: list[str | BaseException] = []
+        out: list[dict[str, Any] | BaseException] = []
         for s in slots:
             try:
                 eng = load_engine(s.settings)
@@ -91,7 +91,7 @@ class LocalExecutor(Executor):
                 continue
             self.engines.append(eng)
             self.gen_pools.append(cf.ThreadPoolExecutor(s.capacity, thread_name_prefix="aris-gen"))
-            out.append(eng.model_id)
+            out.append(eng.identity())
         return out
 
     def prepare(self, spec: ItemSpec) -> cf.Future[tuple[dict[str, Any], Any]]:
@@ -135,8 +135,8 @@ class _GenActor:
         self.task = task
         self.engine = load_engine(ArisSettings(**settings))
 
-    def model_id(self) -> str:
-        return self.engine.model_id
+    def identity(self) -> dict[str, Any]:
+        return self.engine.identity()
 
     def generate(
         self, spec: ItemSpec, inputs: list[Any], gen_params: dict[str, Any] | None, pace_s: float
@@ -183,7 +183,7 @@ class RayExecutor(Executor):
         self.payloads: dict[Any, Any] = {}
         self.task = ""
 
-    def start(self, slots: list[SlotSpec], task: str) -> list[str | BaseException]:
+    def start(self, slots: list[SlotSpec], task: str) -> list[dict[str, Any] | BaseException]:
         self.task = task
         # Actors take no CPU of their own, so local engines and endpoint clients never starve preparation.
         self.actors = [
@@ -192,10 +192,10 @@ class RayExecutor(Executor):
             )
             for s in slots
         ]
-        out: list[str | BaseException] = []
+        out: list[dict[str, Any] | BaseException] = []
         for s, actor in zip(slots, self.actors, strict=True):
             try:
-                out.append(self.ray.get(actor.model_id.remote()))
+                out.append(self.ray.get(actor.identity.remote()))
             except Exception as e:
                 cause = _unwrap(e)
                 if not s.remote:

@@ -103,16 +103,21 @@ def _canon(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def item_key(digest: str, task: str, model: str, params: dict[str, Any], question: str | None) -> str:
-    """sha256 over what determines an answer: input bytes, task, model, params and question."""
+def item_key(
+    digest: str, task: str, identity: dict[str, Any], params: dict[str, Any], question: str | None
+) -> str:
+    """sha256 over what determines an answer: input bytes, task, the engine's identity (model, weights,
+    adapter, quantization, dtype, projector, context), decoding settings, options, recipe and question."""
     return hashlib.sha256(
-        _canon(["item-v1", digest, task, model, params, question or ""]).encode()
+        _canon(["item-v2", digest, task, identity, params, question or ""]).encode()
     ).hexdigest()
 
 
-def job_fingerprint(task: str, model: str, params: dict[str, Any], items: Iterable[tuple[str, str]]) -> str:
+def job_fingerprint(
+    task: str, identity: dict[str, Any], params: dict[str, Any], items: Iterable[tuple[str, str]]
+) -> str:
     """The same task, model, params and (key, input) pairs make the same job: a rerun resumes it."""
-    return hashlib.sha256(_canon(["job-v1", task, model, params, sorted(items)]).encode()).hexdigest()
+    return hashlib.sha256(_canon(["job-v2", task, identity, params, sorted(items)]).encode()).hexdigest()
 
 
 # -- reading worklists -----------------------------------------------------------------------------

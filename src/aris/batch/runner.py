@@ -22,29 +22,13 @@ from aris.batch.executors import Executor, SlotSpec, make_executor
 from aris.batch.manifest import WorkItem, input_digest, item_key, job_fingerprint, load_worklist
 from aris.batch.work import ItemSpec
 from aris.config import ArisSettings
+from aris.engines import engine_class, run_settings
 from aris.errors import ArisError, ConfigError, InputError
 from aris.store import ItemView, JobNotFoundError, JobView, NewItem, Store
-from aris.types import GenerationParams
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_S = 5.0
-LOCAL_ENGINES = ("transformers", "llamacpp", "fake")
-# Settings kept with a job so ``aris batch retry`` can run it again without the flags (never the key).
-RUN_SETTINGS = (
-    "engine",
-    "model",
-    "mmproj",
-    "base_url",
-    "device",
-    "dtype",
-    "quantization",
-    "adapter",
-    "n_ctx",
-    "n_threads",
-    "timeout",
-    "max_retries",
-)
 
 
 @dataclass
@@ -160,11 +144,20 @@ def generation_params(settings: ArisSettings) -> dict[str, Any] | None:
 
 
 def key_params(task: str, gen: dict[str, Any] | None, item: WorkItem) -> dict[str, Any]:
-    from aris.tasks import get_task
+    """What besides the input, model and question decides an item's answer: the effective decoding
+    settings, how the input is read, the task's options and the code of its recipe."""
+    from aris.runner import generation_params as settle
+    from aris.runner import recipe_digest
 
-    effective = asdict(GenerationParams(**(gen or {"max_new_tokens": get_task(task).max_new_tokens})))
+    effective = asdict(settle(task, max_new_tokens=(gen or {}).get("max_new_tokens")))
     effective.pop("json_schema", None)  # set by the task from its own schema
-    return {"gen": effective, "kind": item.kind, "options": item.options, "task_options": item.task_options}
+    return {
+        "gen": effective,
+        "kind": item.kind,
+        "options": item.options,
+        "task_options": item.task_options,
+        "recipe": recipe_digest(task),
+    }
 
 
 def worklist_from_job(store: Store, job_id: str) -> list[WorkItem]:
@@ -179,14 +172,19 @@ def plan_job(
     store: Store,
     items: list[WorkItem],
     task: str,
-    model: str,
+    identity: dict[str, Any],
     engine: str,
     gen: dict[str, Any] | None,
     *,
     source: str | None = None,
     run_settings: dict[str, Any] | None = None,
 ) -> tuple[JobView, bool]:
-    """The job for these items: the existing one if the same command ran before (resume), else a new one."""
+    """The job for these items: the existing one if the same command ran before (resume), else a new one.
+
+    ``identity`` is the engine's (:meth:`~aris.engines.base.Engine.identity`): weights, adapter,
+    quantization, projector... are in every item key, so a fine-tune never resumes its base model's job.
+    """
+    model = str(identity.get("model") or engine)
     new_items: list[NewItem] = []
     # hashlib releases the GIL on large buffers: a few threads read several studies at once.
     by_ref = {it.input_ref: it.paths for it in items}
@@ -195,7 +193,7 @@ def plan_job(
     for seq, it in enumerate(items):
         ref = it.input_ref
         digest = digests[ref]
-        key = item_key(digest, task, model, key_params(task, gen, it), it.question)
+        key = item_key(digest, task, identity, key_params(task, gen, it), it.question)
         new_items.append(NewItem(seq, key, ref, digest, it.question, it.kind, it.options, it.task_options))
     seen: set[tuple[str, str]] = set()
     unique = []
@@ -203,16 +201,33 @@ def plan_job(
         if (ni.key, ni.input_ref) not in seen:
             seen.add((ni.key, ni.input_ref))
             unique.append(ni)
-    fp = job_fingerprint(task, model, {"gen": gen}, [(ni.key, ni.input_ref) for ni in unique])
+    fp = job_fingerprint(task, identity, {"gen": gen}, [(ni.key, ni.input_ref) for ni in unique])
     existing = store.find_job(fp)
     if existing is not None:
         return existing, True
-    params = {"gen": gen, "settings": run_settings or {}}
+    params = {"gen": gen, "settings": run_settings or {}, "identity": identity}
     return store.create_job(task, model, engine, params, unique, source=source, fingerprint=fp), False
 
 
+@dataclass
+class _Tally:
+    """Counts over the job (done, failed) and over this invocation (*_now)."""
+
+    done: int = 0
+    failed: int = 0
+    done_now: int = 0
+    failed_now: int = 0
+    reused_now: int = 0
+
+
 class BatchRunner:
-    """Runs one job to the end (or until every engine failed). Build with :meth:`start`."""
+    """Runs one job to the end (or until every engine failed): a small scheduler over the store.
+
+    Each loop turn is three steps, each a method a test can drive alone: :meth:`claim` (take pending items
+    and start preparing them, up to the prefetch bound), :meth:`dispatch` (hand prepared items to the least
+    loaded open slot), and :meth:`settle` (record what finished). Every outcome goes through one of
+    :meth:`succeed`, :meth:`fail` or :meth:`retry_elsewhere`, so the bookkeeping is written once.
+    """
 
     def __init__(
         self,
@@ -221,7 +236,7 @@ class BatchRunner:
         task: str,
         executor: Executor,
         slots: list[SlotSpec],
-        errors: list[str | BaseException],
+        errors: list[Any],
         options: BatchOptions,
         gen: dict[str, Any] | None,
     ) -> None:
@@ -239,252 +254,212 @@ class BatchRunner:
         self.runner_id = uuid.uuid4().hex[:16]
         cap = sum(s.spec.capacity for s in self.slots)
         self.prefetch = options.prefetch or max(2, 2 * cap)
+        self.tally = _Tally()
+        self.total = 0
+        self.ready: deque[_Ctx] = deque()
+        self.prepping: dict[Any, _Ctx] = {}
+        self.generating: dict[Any, _Ctx] = {}
+        self.active: dict[str, int] = {}  # key -> item being worked on (same-content items wait for it)
+        self.parked: dict[str, list[ItemView]] = {}
+        self.exhausted = False
+        self.stopped: str | None = None
+        self.events: list[tuple[str, int]] = []
+        self.prep_pids: set[int] = set()
+        self.gen_pids: set[int] = set()
+        self.on_progress: Callable[[Progress], None] | None = None
+        # Engine-capacity accounting: (starved capacity, requests in flight, healthy capacity) since `_last`.
+        self._state = (0, 0, 0)
+        self._last = self._last_beat = time.monotonic()
+        self._idle_s = self._busy_s = self._cap_s = 0.0
 
+    # -- the loop --------------------------------------------------------------------------------------
     def run(self, on_progress: Callable[[Progress], None] | None = None, *, resumed: bool = False) -> Summary:
-        store, job = self.store, self.job
-        reset = store.acquire(job.id, self.runner_id)
-        counts = store.counts(job.id)
-        total = counts["total"]
-        done, failed = counts["done"], counts["failed"]
-        done_now = failed_now = reused_now = 0
-        ready: deque[_Ctx] = deque()
-        prepping: dict[Any, _Ctx] = {}
-        generating: dict[Any, _Ctx] = {}
-        active: dict[str, int] = {}  # key -> item being worked on (same-content items wait for it)
-        parked: dict[str, list[ItemView]] = {}
-        exhausted = False
-        stopped: str | None = None
-        t_start = last = time.monotonic()
-        last_beat = t_start
-        idle_s = busy_s = cap_s = 0.0
-        prep_pids: set[int] = set()
-        gen_pids: set[int] = set()
-        events: list[tuple[str, int]] = []
-        state = (0, 0, 0)  # (starved capacity, requests in flight, healthy capacity) since `last`
-
-        def report() -> None:
-            if on_progress is not None:
-                on_progress(Progress(total, done, failed, len(generating)))
-
-        def settle_parked(key: str, error: tuple[str, str] | None) -> tuple[int, int]:
-            nonlocal exhausted
-            n_done = n_failed = 0
-            for it in parked.pop(key, []):
-                if error is None and store.done_from_existing(it.id):
-                    n_done += 1
-                elif error is not None:
-                    store.record_failure(it.id, error[0], error_type=error[1])
-                    n_failed += 1
-                else:  # the key's result is missing (should not happen): run it after all
-                    store.requeue(it.id)
-                    exhausted = False
-            return n_done, n_failed
-
-        report()
+        self.on_progress = on_progress
+        reset = self.store.acquire(self.job.id, self.runner_id)
+        counts = self.store.counts(self.job.id)
+        self.total, self.tally.done, self.tally.failed = counts["total"], counts["done"], counts["failed"]
+        t_start = time.monotonic()
+        self.report()
         try:
             while True:
-                now = time.monotonic()
-                dt = now - last
-                idle_s += dt * state[0]
-                busy_s += dt * state[1]
-                cap_s += dt * state[2]
-                last = now
-                if now - last_beat >= HEARTBEAT_S:
-                    store.heartbeat(job.id, self.runner_id)
-                    last_beat = now
-                healthy = [s for s in self.slots if s.stats.healthy]
-                if not healthy and stopped is None:
-                    errs = "; ".join(f"{s.stats.name}: {s.stats.last_error}" for s in self.slots)
-                    stopped = f"every engine failed ({errs})"
-
-                # 1. claim and prepare ahead, up to the prefetch bound
-                while stopped is None and not exhausted and len(prepping) + len(ready) < self.prefetch:
-                    item = store.claim_next(job.id, self.runner_id)
-                    if item is None:
-                        exhausted = True
-                        break
-                    if store.done_from_existing(item.id):
-                        done += 1
-                        reused_now += 1
-                        report()
-                        continue
-                    if item.key in active:
-                        parked.setdefault(item.key, []).append(item)
-                        continue
-                    active[item.key] = item.id
-                    prepping[self.ex.prepare(_spec(item))] = _Ctx(item)
-                    events.append(("prepare", item.id))
-
-                # 2. dispatch prepared items to the least loaded open slot
-                while ready and stopped is None:
-                    open_slots = [i for i, s in enumerate(self.slots) if s.open(now)]
-                    if not open_slots:
-                        break
-                    i = min(
-                        open_slots,
-                        key=lambda i: (
-                            self.slots[i].in_flight / self.slots[i].spec.capacity,
-                            self.slots[i].stats.served,
-                        ),
-                    )
-                    ctx = ready.popleft()
-                    ctx.slot = i
-                    self.slots[i].in_flight += 1
-                    generating[
-                        self.ex.generate(i, _spec(ctx.item), ctx.payload, self.gen, self.opts.pace_s)
-                    ] = ctx
-                    events.append(("generate", ctx.item.id))
-
-                if (
-                    not prepping
-                    and not generating
-                    and (exhausted or stopped is not None)
-                    and (not ready or stopped is not None)
-                ):
+                self.tick()
+                self.claim()
+                self.dispatch()
+                if self.finished():
                     break
-
-                # Engine capacity that could generate now but has nothing prepared, while more is coming.
-                free = sum(s.spec.capacity - s.in_flight for s in self.slots if s.open(now))
-                starved = free if not ready and (prepping or not exhausted) and stopped is None else 0
-                state = (
-                    starved,
-                    len(generating),
-                    sum(s.spec.capacity for s in self.slots if s.stats.healthy),
-                )
-
-                timeout = 0.5
-                waits = [
-                    s.backoff_until - now for s in self.slots if s.stats.healthy and s.backoff_until > now
-                ]
-                if ready and waits:
-                    timeout = max(0.01, min(timeout, *waits))
-                finished = self.ex.wait([*prepping, *generating], timeout)
-
-                for h in finished:
-                    if h in prepping:
-                        ctx = prepping.pop(h)
-                        meta, payload = self.ex.prepared(h)
-                        if "pid" in meta:
-                            prep_pids.add(int(meta["pid"]))
-                        ctx.prepare_s = float(meta.get("prepare_s") or 0.0)
-                        events.append(("prepared", ctx.item.id))
-                        if meta.get("ok"):
-                            ctx.payload = payload
-                            ready.append(ctx)
-                            continue
-                        store.record_failure(
-                            ctx.item.id,
-                            meta["error"],
-                            error_type=meta.get("error_type"),
-                            prepare_s=ctx.prepare_s,
-                        )
-                        failed += 1
-                        failed_now += 1
-                        active.pop(ctx.item.key, None)
-                        n_d, n_f = settle_parked(ctx.item.key, (meta["error"], meta.get("error_type") or ""))
-                        done, failed, reused_now, failed_now = (
-                            done + n_d,
-                            failed + n_f,
-                            reused_now + n_d,
-                            failed_now + n_f,
-                        )
-                        report()
-                        continue
-                    ctx = generating.pop(h)
-                    slot = self.slots[ctx.slot]
-                    slot.in_flight -= 1
-                    out = self.ex.generated(h)
-                    events.append(("generated", ctx.item.id))
-                    if "pid" in out:
-                        gen_pids.add(int(out["pid"]))
-                    if out.get("ok"):
-                        data = out["result"]
-                        timings = data.setdefault("timings", {})
-                        timings["prepare_s"] = float(timings.get("prepare_s") or 0.0) + ctx.prepare_s
-                        timings["total_s"] = float(timings.get("total_s") or 0.0) + ctx.prepare_s
-                        store.record_result(
-                            ctx.item.id,
-                            data,
-                            worker=slot.spec.name,
-                            prepare_s=ctx.prepare_s,
-                            generate_s=out.get("generate_s"),
-                        )
-                        slot.failures = 0
-                        slot.stats.served += 1
-                        done += 1
-                        done_now += 1
-                        active.pop(ctx.item.key, None)
-                        n_d, _ = settle_parked(ctx.item.key, None)
-                        done, reused_now = done + n_d, reused_now + n_d
-                    elif out.get("item_error") or not slot.spec.remote:
-                        store.record_failure(
-                            ctx.item.id,
-                            out["error"],
-                            error_type=out.get("error_type"),
-                            worker=slot.spec.name,
-                            prepare_s=ctx.prepare_s,
-                        )
-                        failed += 1
-                        failed_now += 1
-                        active.pop(ctx.item.key, None)
-                        n_d, n_f = settle_parked(ctx.item.key, (out["error"], out.get("error_type") or ""))
-                        done, failed, reused_now, failed_now = (
-                            done + n_d,
-                            failed + n_f,
-                            reused_now + n_d,
-                            failed_now + n_f,
-                        )
-                        if not out.get("item_error"):
-                            self._slot_failed(slot, out["error"], limit=self.opts.local_failures)
-                        else:
-                            slot.failures = 0
-                    else:
-                        # The endpoint failed, not the item: back off, maybe give up on the endpoint,
-                        # and hand the (already prepared) item to whichever endpoint is free next.
-                        self._slot_failed(slot, out["error"], limit=self.opts.endpoint_failures)
-                        ctx.requeues += 1
-                        if ctx.requeues > self.opts.item_requeues:
-                            msg = f"{out['error']} (endpoints failed {ctx.requeues} times on this item)"
-                            store.record_failure(
-                                ctx.item.id,
-                                msg,
-                                error_type=out.get("error_type"),
-                                worker=slot.spec.name,
-                                prepare_s=ctx.prepare_s,
-                            )
-                            failed += 1
-                            failed_now += 1
-                            active.pop(ctx.item.key, None)
-                            n_d, n_f = settle_parked(ctx.item.key, (msg, out.get("error_type") or ""))
-                            done, failed = done + n_d, failed + n_f
-                        else:
-                            ready.appendleft(ctx)
-                    report()
+                for handle in self.ex.wait([*self.prepping, *self.generating], self.wait_s()):
+                    self.settle(handle)
         finally:
             self.ex.close()
-            store.release(job.id, self.runner_id)
-        wall = time.monotonic() - t_start
-        final = store.counts(job.id)
-        if stopped is None and not (final["pending"] == 0 and final["running"] == 0):
-            stopped = "stopped with items left"
-        return Summary(
-            job_id=job.id,
-            resumed=resumed,
-            reset=reset,
-            counts=final,
-            done_now=done_now,
-            failed_now=failed_now,
-            reused_now=reused_now,
-            wall_s=wall,
-            items_per_s=(done_now + failed_now) / wall if wall > 0 else 0.0,
-            idle_share=idle_s / cap_s if cap_s > 0 else 0.0,
-            busy_share=busy_s / cap_s if cap_s > 0 else 0.0,
-            workers=[s.stats for s in self.slots],
-            stopped_reason=stopped,
-            prepare_pids=prep_pids,
-            generate_pids=gen_pids,
-            events=events,
+            self.store.release(self.job.id, self.runner_id)
+        return self.summary(time.monotonic() - t_start, reset, resumed)
+
+    def tick(self) -> None:
+        """Account engine time since the last turn, beat the lease, stop when no engine is left."""
+        now = time.monotonic()
+        dt = now - self._last
+        self._idle_s += dt * self._state[0]
+        self._busy_s += dt * self._state[1]
+        self._cap_s += dt * self._state[2]
+        self._last = now
+        if now - self._last_beat >= HEARTBEAT_S:
+            self.store.heartbeat(self.job.id, self.runner_id)
+            self._last_beat = now
+        if self.stopped is None and not any(s.stats.healthy for s in self.slots):
+            errs = "; ".join(f"{s.stats.name}: {s.stats.last_error}" for s in self.slots)
+            self.stopped = f"every engine failed ({errs})"
+
+    def claim(self) -> None:
+        """Claim pending items and start preparing them, up to the prefetch bound."""
+        while (
+            self.stopped is None
+            and not self.exhausted
+            and len(self.prepping) + len(self.ready) < self.prefetch
+        ):
+            item = self.store.claim_next(self.job.id, self.runner_id)
+            if item is None:
+                self.exhausted = True
+                return
+            if self.store.done_from_existing(item.id):
+                self.tally.done += 1
+                self.tally.reused_now += 1
+                self.report()
+            elif item.key in self.active:
+                self.parked.setdefault(item.key, []).append(item)
+            else:
+                self.active[item.key] = item.id
+                self.prepping[self.ex.prepare(_spec(item))] = _Ctx(item)
+                self.events.append(("prepare", item.id))
+
+    def dispatch(self) -> None:
+        """Hand prepared items to the least loaded open slot."""
+        now = time.monotonic()
+        while self.ready and self.stopped is None:
+            open_slots = [i for i, s in enumerate(self.slots) if s.open(now)]
+            if not open_slots:
+                break
+            i = min(
+                open_slots,
+                key=lambda i: (
+                    self.slots[i].in_flight / self.slots[i].spec.capacity,
+                    self.slots[i].stats.served,
+                ),
+            )
+            ctx = self.ready.popleft()
+            ctx.slot = i
+            self.slots[i].in_flight += 1
+            handle = self.ex.generate(i, _spec(ctx.item), ctx.payload, self.gen, self.opts.pace_s)
+            self.generating[handle] = ctx
+            self.events.append(("generate", ctx.item.id))
+        # Engine capacity that could generate now but has nothing prepared, while more is coming.
+        free = sum(s.spec.capacity - s.in_flight for s in self.slots if s.open(now))
+        more = bool(self.prepping) or not self.exhausted
+        starved = free if not self.ready and more and self.stopped is None else 0
+        healthy = sum(s.spec.capacity for s in self.slots if s.stats.healthy)
+        self._state = (starved, len(self.generating), healthy)
+
+    def finished(self) -> bool:
+        idle = not self.prepping and not self.generating
+        return (
+            idle
+            and (self.exhausted or self.stopped is not None)
+            and (not self.ready or self.stopped is not None)
         )
+
+    def wait_s(self) -> float:
+        """Wake up for the next finished work, or when a backed-off slot can take the next ready item."""
+        now = time.monotonic()
+        waits = [s.backoff_until - now for s in self.slots if s.stats.healthy and s.backoff_until > now]
+        return max(0.01, min(0.5, *waits)) if self.ready and waits else 0.5
+
+    def settle(self, handle: Any) -> None:
+        """Record one finished preparation or generation."""
+        if handle in self.prepping:
+            ctx = self.prepping.pop(handle)
+            meta, payload = self.ex.prepared(handle)
+            self.events.append(("prepared", ctx.item.id))
+            if "pid" in meta:
+                self.prep_pids.add(int(meta["pid"]))
+            ctx.prepare_s = float(meta.get("prepare_s") or 0.0)
+            if meta.get("ok"):
+                ctx.payload = payload
+                self.ready.append(ctx)
+            else:
+                self.fail(ctx, meta["error"], meta.get("error_type"))
+            return
+        ctx = self.generating.pop(handle)
+        slot = self.slots[ctx.slot]
+        slot.in_flight -= 1
+        out = self.ex.generated(handle)
+        self.events.append(("generated", ctx.item.id))
+        if "pid" in out:
+            self.gen_pids.add(int(out["pid"]))
+        if out.get("ok"):
+            self.succeed(ctx, slot, out)
+        elif out.get("item_error") or not slot.spec.remote:
+            # The item's own fault (its file, prompt or reply), or a local engine error: fail the item.
+            self.fail(ctx, out["error"], out.get("error_type"), worker=slot.spec.name)
+            if out.get("item_error"):
+                slot.failures = 0
+            else:
+                self._slot_failed(slot, out["error"], limit=self.opts.local_failures)
+        else:
+            self.retry_elsewhere(ctx, slot, out)
+        self.report()
+
+    # -- outcomes: every item ends through one of these --------------------------------------------------
+    def succeed(self, ctx: _Ctx, slot: _Slot, out: dict[str, Any]) -> None:
+        data = out["result"]
+        timings = data.setdefault("timings", {})
+        timings["prepare_s"] = float(timings.get("prepare_s") or 0.0) + ctx.prepare_s
+        timings["total_s"] = float(timings.get("total_s") or 0.0) + ctx.prepare_s
+        self.store.record_result(
+            ctx.item.id,
+            data,
+            worker=slot.spec.name,
+            prepare_s=ctx.prepare_s,
+            generate_s=out.get("generate_s"),
+        )
+        slot.failures = 0
+        slot.stats.served += 1
+        self.tally.done += 1
+        self.tally.done_now += 1
+        self._settle_key(ctx.item.key, None)
+
+    def fail(self, ctx: _Ctx, error: str, error_type: str | None, *, worker: str | None = None) -> None:
+        self.store.record_failure(
+            ctx.item.id, error, error_type=error_type, worker=worker, prepare_s=ctx.prepare_s
+        )
+        self.tally.failed += 1
+        self.tally.failed_now += 1
+        self._settle_key(ctx.item.key, (error, error_type or ""))
+        self.report()
+
+    def retry_elsewhere(self, ctx: _Ctx, slot: _Slot, out: dict[str, Any]) -> None:
+        """The endpoint failed, not the item: back off, maybe give up on the endpoint, and hand the
+        (already prepared) item to whichever endpoint is free next."""
+        self._slot_failed(slot, out["error"], limit=self.opts.endpoint_failures)
+        ctx.requeues += 1
+        if ctx.requeues > self.opts.item_requeues:
+            msg = f"{out['error']} (endpoints failed {ctx.requeues} times on this item)"
+            self.fail(ctx, msg, out.get("error_type"), worker=slot.spec.name)
+        else:
+            self.ready.appendleft(ctx)
+
+    def _settle_key(self, key: str, error: tuple[str, str] | None) -> None:
+        """Items parked behind the same content key end as the first one did."""
+        self.active.pop(key, None)
+        for it in self.parked.pop(key, []):
+            if error is None and self.store.done_from_existing(it.id):
+                self.tally.done += 1
+                self.tally.reused_now += 1
+            elif error is not None:
+                self.store.record_failure(it.id, error[0], error_type=error[1])
+                self.tally.failed += 1
+                self.tally.failed_now += 1
+            else:  # the key's result is missing (should not happen): run it after all
+                self.store.requeue(it.id)
+                self.exhausted = False
 
     def _slot_failed(self, slot: _Slot, error: str, *, limit: int) -> None:
         slot.failures += 1
@@ -498,6 +473,36 @@ class BatchRunner:
                 self.slots.index(slot),
                 slot.failures,
             )
+
+    # -- reporting -------------------------------------------------------------------------------------
+    def report(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(Progress(self.total, self.tally.done, self.tally.failed, len(self.generating)))
+
+    def summary(self, wall: float, reset: int, resumed: bool) -> Summary:
+        final = self.store.counts(self.job.id)
+        stopped = self.stopped
+        if stopped is None and not (final["pending"] == 0 and final["running"] == 0):
+            stopped = "stopped with items left"
+        t = self.tally
+        return Summary(
+            job_id=self.job.id,
+            resumed=resumed,
+            reset=reset,
+            counts=final,
+            done_now=t.done_now,
+            failed_now=t.failed_now,
+            reused_now=t.reused_now,
+            wall_s=wall,
+            items_per_s=(t.done_now + t.failed_now) / wall if wall > 0 else 0.0,
+            idle_share=self._idle_s / self._cap_s if self._cap_s > 0 else 0.0,
+            busy_share=self._busy_s / self._cap_s if self._cap_s > 0 else 0.0,
+            workers=[s.stats for s in self.slots],
+            stopped_reason=stopped,
+            prepare_pids=self.prep_pids,
+            generate_pids=self.gen_pids,
+            events=self.events,
+        )
 
 
 def _spec(item: ItemView) -> ItemSpec:
@@ -538,7 +543,11 @@ def run_batch(
         get_task(task)  # an unknown task fails before any engine loads
         items, source = _resolve_worklist(store, worklist, question, kind)
         slots = slot_specs(settings, options)
-        if options.endpoints and settings.engine in LOCAL_ENGINES and "engine" in settings.model_fields_set:
+        if (
+            options.endpoints
+            and engine_class(settings.engine).local
+            and "engine" in settings.model_fields_set
+        ):
             raise ConfigError(
                 "--endpoint sends items to OpenAI-compatible servers; drop --engine "
                 f"{settings.engine} (or drop --endpoint to run the model here)"
@@ -551,24 +560,13 @@ def run_batch(
         )
         try:
             status = executor.start(slots, task)
-            models = [m for m in status if isinstance(m, str)]
-            if not models:
-                raise ArisError(
-                    "no engine could start: "
-                    + "; ".join(
-                        f"{s.name}: {type(e).__name__}: {e}" for s, e in zip(slots, status, strict=True)
-                    )
-                )
+            identity = one_identity(slots, status)
             gen = generation_params(settings)
-            run_settings = {
-                k: v
-                for k, v in settings.model_dump(mode="json").items()
-                if k in RUN_SETTINGS and v is not None
-            }
-            run_settings["endpoints"] = options.endpoints
+            recorded: dict[str, Any] = dict(run_settings(settings))
+            recorded["endpoints"] = options.endpoints
             engine_kind = "openai" if any(s.remote for s in slots) else settings.engine
             job, resumed = plan_job(
-                store, items, task, models[0], engine_kind, gen, source=source, run_settings=run_settings
+                store, items, task, identity, engine_kind, gen, source=source, run_settings=recorded
             )
             if on_job is not None:
                 on_job(job, resumed)
@@ -615,11 +613,12 @@ def run_job(
         )
         try:
             status = executor.start(slots, job.task)
-            models = [m for m in status if isinstance(m, str)]
-            if models and models[0] != job.model:
+            identity = one_identity(slots, status)
+            if identity != job.params.get("identity"):
                 raise ConfigError(
-                    f"batch {job.id} was made with model {job.model!r}, not {models[0]!r}; run the worklist "
-                    "again as a new batch to use another model"
+                    f"batch {job.id} was made with model {job.model!r} and another engine identity "
+                    f"(weights, adapter, quantization or settings differ) than {identity.get('model')!r} "
+                    "now; run the worklist again as a new batch to use another model"
                 )
             runner = BatchRunner(
                 store, job, job.task, executor, slots, status, options, job.params.get("gen")
@@ -631,6 +630,23 @@ def run_job(
     finally:
         if own_store:
             store.close()
+
+
+def one_identity(slots: list[SlotSpec], status: list[Any]) -> dict[str, Any]:
+    """The one model identity of a batch's engines; every started engine must serve the same model."""
+    identities = [s for s in status if isinstance(s, dict)]
+    if not identities:
+        raise ArisError(
+            "no engine could start: "
+            + "; ".join(f"{s.name}: {type(e).__name__}: {e}" for s, e in zip(slots, status, strict=True))
+        )
+    for other in identities[1:]:
+        if other != identities[0]:
+            raise ConfigError(
+                f"the endpoints serve different models ({identities[0]} vs {other}); a batch's answers "
+                "must all come from one model"
+            )
+    return identities[0]
 
 
 def _resolve_worklist(

@@ -17,6 +17,10 @@ from typing import Any
 from aris.engines.base import Engine
 from aris.errors import ArisError, BudgetError, ConfigError, InputError, OutputError, PromptError
 
+# Imported here, in the driver's thread, not inside a worker: two preparing threads importing it at once
+# can see a half-initialised module.
+from aris.runner import prepare_inputs, run_task
+
 logger = logging.getLogger(__name__)
 
 # Errors that belong to the item (its file, its prompt, its reply): another engine would fail the same.
@@ -54,8 +58,6 @@ def _error(e: BaseException) -> str:
 
 def prepare_item(spec: ItemSpec, task_name: str) -> tuple[dict[str, Any], list[Any] | None]:
     """Read the item's inputs the way the task wants them. Returns (outcome, prepared inputs or None)."""
-    from aris.runner import prepare_inputs
-
     t0 = time.perf_counter()
     try:
         inputs = prepare_inputs(task_name, spec.paths, kind=spec.kind, read_options=spec.options)
@@ -84,8 +86,6 @@ def generate_item(
 
     ``pace_s`` is a floor on the time an item takes, so tests can stop a fast (fake) batch half-way.
     """
-    from aris.runner import run_task
-
     t0 = time.perf_counter()
     try:
         result = run_task(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import (
@@ -22,6 +22,9 @@ from rich.table import Table
 from aris.cli.app import app, console, err_console
 from aris.cli.options import engine_options
 from aris.config import ArisSettings
+
+if TYPE_CHECKING:
+    from aris.batch import BatchOptions
 
 batch_app = typer.Typer(
     help="Run many inputs through a task: resumable, with failures recorded, over one or many engines.",
@@ -82,7 +85,7 @@ def _options(
     prefetch: int | None,
     ray_address: str | None,
     pace: float,
-):  # type: ignore[no-untyped-def]
+) -> BatchOptions:
     from aris.batch import BatchOptions
 
     return BatchOptions(

@@ -61,8 +61,13 @@ def run_cmd(
         Path, typer.Argument(help="A .jsonl/.csv/.json dataset or a saved Hugging Face dataset folder.")
     ],
     task: Annotated[
-        str, typer.Option("--task", "-t", help="text-qa, vqa, ct, mri, classify, cxr-compare, …")
-    ],
+        str | None,
+        typer.Option(
+            "--task",
+            "-t",
+            help="text-qa, vqa, ct, mri, classify, cxr-compare, … (set by --benchmark's adapter)",
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Folder for run.json and the reports (default aris-eval/<job>)."),
@@ -70,7 +75,33 @@ def run_cmd(
     benchmark: Annotated[
         str | None,
         typer.Option(
-            "--benchmark", help="Published benchmark this dataset is (MedQA, SLAKE, …): yours vs published."
+            "--benchmark",
+            help="The benchmark this dataset is (MedQA, MedMCQA, PubMedQA, MMLU-Med, SLAKE, VQA-RAD, MIMIC-CXR, …): "
+            "its standard layout is read as downloaded, and yours is shown beside the published figure.",
+        ),
+    ] = None,
+    layout: Annotated[
+        str | None,
+        typer.Option(
+            "--layout",
+            help="'aris' for a dataset in Aris's own columns; default: the --benchmark's standard layout.",
+        ),
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option("--split", help="Split of a saved DatasetDict or downloaded folder.")
+    ] = None,
+    prompts: Annotated[
+        str,
+        typer.Option(
+            "--prompts",
+            help="report: the technical report's prompts, verbatim, unconstrained (default); app: Aris's own.",
+        ),
+    ] = "report",
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode",
+            help="The protocol's mode, e.g. vqa: open|yes-no; ct: ct-us1|ct-rate; classify: derm|eyepacs.",
         ),
     ] = None,
     think: Annotated[
@@ -92,13 +123,27 @@ def run_cmd(
     Run the same command again to resume: finished items are reused, and the report is the same.
     """
     from aris.batch import BatchOptions
+    from aris.eval.adapters import ADAPTERS, adapter_for_benchmark
     from aris.eval.harness import evaluate
-    from aris.eval.published import MEDGEMMA_15_4B
+    from aris.eval.published import benchmarks
     from aris.store import Store
 
-    if benchmark and benchmark.lower() not in {b.lower() for b, _ in MEDGEMMA_15_4B}:
-        names = ", ".join(sorted({b for b, _ in MEDGEMMA_15_4B}))
-        raise typer.BadParameter(f"no published figures for {benchmark!r}; known: {names}")
+    known = {b.lower() for b in benchmarks()} | set(ADAPTERS)
+    if benchmark and benchmark.lower() not in known:
+        names = ", ".join(sorted({*benchmarks(), *ADAPTERS}))
+        raise typer.BadParameter(f"no published figures or adapter for {benchmark!r}; known: {names}")
+    if prompts not in ("report", "app"):
+        raise typer.BadParameter(f"--prompts is report or app, not {prompts!r}")
+    adapter_obj = adapter_for_benchmark(benchmark)
+    if layout not in (None, "aris", "benchmark"):
+        raise typer.BadParameter(f"--layout is aris or benchmark, not {layout!r}")
+    if layout == "benchmark" and adapter_obj is None:
+        raise typer.BadParameter(
+            f"no standard-layout adapter for {benchmark!r}; use --layout aris --task ..."
+        )
+    adapter = adapter_obj.name if adapter_obj is not None and layout != "aris" else None
+    if adapter is None and task is None:
+        raise typer.BadParameter("give --task, or --benchmark with a standard layout (medqa, slake, …)")
     _graceful_sigterm()
     options = BatchOptions(endpoints=list(endpoint or []), per_endpoint=per_endpoint)
     with Store.open(db) as store:
@@ -112,6 +157,10 @@ def run_cmd(
                     benchmark=benchmark,
                     think=think,
                     limit=limit,
+                    prompts=prompts,
+                    mode=mode,
+                    adapter=adapter,
+                    split=split,
                     options=options,
                     store=store,
                     n_boot=bootstrap,
@@ -127,7 +176,7 @@ def run_cmd(
     c = run["counts"]
     console.print(
         f"{c['items']} items: {c['scored']} scored, {c['failed']} failed, {c['no_answer']} without a readable "
-        f"answer, {c['repaired']} repaired · this run: {s.done_now} generated, {s.reused_now} reused",
+        f"answer, {c['repaired']} repaired, {c.get('truncated', 0)} truncated · this run: {s.done_now} generated, {s.reused_now} reused",
         highlight=False,
     )
     for name, path in result.paths.items():

@@ -8,9 +8,12 @@ recording happen above it, the same for every engine.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from PIL import Image
 
 from aris.errors import BudgetError
 from aris.prompt import Turn, count_images
@@ -30,6 +33,16 @@ class Capabilities:
     json_schema: bool
     image_tokens: int = IMAGE_TOKENS
     concurrent_requests: int = 1
+
+
+def images_digest(images: Iterable[Image.Image]) -> str:
+    """sha256 over images (size, mode, pixels), in order: what a cached prompt prefix must match besides
+    its token ids, since every image soft token has the same id."""
+    h = hashlib.sha256()
+    for img in images:
+        h.update(f"{img.size}{img.mode}".encode())
+        h.update(img.tobytes())
+    return h.hexdigest()
 
 
 class Engine(abc.ABC):

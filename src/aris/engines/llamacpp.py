@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from aris.engines.base import IMAGE_TOKENS, Capabilities, Engine
+from aris.engines.base import IMAGE_TOKENS, Capabilities, Engine, images_digest
 from aris.errors import BudgetError, ConfigError, EngineError, ModelNotFoundError, ProjectorMissingError
 from aris.prompt import Turn, count_images, render
 from aris.types import GenerationParams, ImagePart
@@ -103,6 +103,7 @@ class LlamaCppEngine(Engine):
         n_ctx: int = 8192,
         n_threads: int | None = None,
         max_images: int = 128,
+        prefix_cache: bool = True,
     ) -> None:
         super().__init__(model)
         path = resolve_gguf(model)
@@ -112,6 +113,9 @@ class LlamaCppEngine(Engine):
         self.n_ctx = n_ctx
         self.max_images = max_images
         self._closed = False
+        self.prefix_cache = prefix_cache
+        self._prefix: tuple[tuple[str, str], Any] | None = None  # ((chunks, images digest), LlamaState)
+        self.prefix_stats = {"hits": 0, "misses": 0}
 
         import llama_cpp
         from llama_cpp.llama_chat_format import MTMDChatHandler
@@ -202,12 +206,16 @@ class LlamaCppEngine(Engine):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._prefix = None
             self._llama.close()  # also frees the libmtmd context, registered on the model's exit stack
 
     # -- internals --------------------------------------------------------------------------
 
     def _text_tokens(self, turns: list[Turn]) -> list[int]:
-        return self._llama.tokenize(render(turns, bos=False).encode("utf-8"), add_bos=True, special=True)
+        ids: list[int] = self._llama.tokenize(
+            render(turns, bos=False).encode("utf-8"), add_bos=True, special=True
+        )
+        return ids
 
     def _stream(
         self, turns: list[Turn], images: list[Image.Image], params: GenerationParams, picker: _TokenPicker
@@ -281,14 +289,10 @@ class LlamaCppEngine(Engine):
     ) -> list[tuple[str, Any]]:
         """libmtmd's chunks for the rendered prompt: ``("text", ids)`` and ``("image", n_tokens)``.
 
-        With ``evaluate`` they are also run through the model from an empty cache, as
-        MTMDChatHandler does: text by ``Llama.eval``, images by libmtmd's helper (which encodes
-        the image and decodes its embeddings with the non-causal attention Gemma 3 needs).
+        With ``evaluate`` they are also run through the model (:meth:`_evaluate`).
         """
-        import llama_cpp
         import llama_cpp.mtmd_cpp as mtmd
 
-        llama = self._llama
         ctx = self._handler.mtmd_ctx
         marker = mtmd.mtmd_default_marker().decode("utf-8")
         text = render(turns, bos=False, image_token=_IMAGE_PAD + marker + _IMAGE_PAD).encode("utf-8")
@@ -310,44 +314,78 @@ class LlamaCppEngine(Engine):
             result = mtmd.mtmd_tokenize(ctx, chunks, ctypes.byref(input_text), array, len(bitmaps))
             if result != 0:
                 raise EngineError(f"libmtmd could not tokenize the prompt (error {result})")
-            if evaluate:
-                self._check_fits(mtmd.mtmd_helper_get_n_tokens(chunks))
-                llama.reset()
-            for i in range(mtmd.mtmd_input_chunks_size(chunks)):
-                chunk = mtmd.mtmd_input_chunks_get(chunks, i)
+            parts = [
+                mtmd.mtmd_input_chunks_get(chunks, i) for i in range(mtmd.mtmd_input_chunks_size(chunks))
+            ]
+            for chunk in parts:
                 if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
                     count = ctypes.c_size_t()
                     ptr = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(count))
-                    ids = [ptr[j] for j in range(count.value)]
-                    out.append(("text", ids))
-                    if evaluate:
-                        llama.eval(ids)
-                    continue
-                n_tokens = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
-                out.append(("image", n_tokens))
-                if evaluate:
-                    start = llama.n_tokens
-                    n_past = llama_cpp.llama_pos(0)
-                    result = mtmd.mtmd_helper_eval_chunk_single(
-                        ctx,
-                        llama._ctx.ctx,
-                        chunk,
-                        llama_cpp.llama_pos(start),
-                        llama_cpp.llama_seq_id(0),
-                        llama.n_batch,
-                        False,  # logits: only the prompt's last (text) token needs them
-                        ctypes.byref(n_past),
-                    )
-                    if result != 0:
-                        raise EngineError(f"libmtmd could not evaluate an image (error {result})")
-                    llama.input_ids[start : n_past.value] = -1  # image positions have no token id
-                    llama.n_tokens = n_past.value
+                    out.append(("text", [ptr[j] for j in range(count.value)]))
+                else:
+                    out.append(("image", mtmd.mtmd_input_chunk_get_n_tokens(chunk)))
+            if evaluate:
+                self._check_fits(mtmd.mtmd_helper_get_n_tokens(chunks))
+                self._evaluate(mtmd, parts, out, images)
         finally:
             if chunks is not None:
                 mtmd.mtmd_input_chunks_free(chunks)
             for bitmap in bitmaps:
                 mtmd.mtmd_bitmap_free(bitmap)
         return out
+
+    def _evaluate(
+        self, mtmd: Any, parts: list[Any], described: list[tuple[str, Any]], images: Sequence[Image.Image]
+    ) -> None:
+        """Run the chunks through the model: the prefix (everything up to the last image), then the rest.
+
+        The prefix's state is kept; a later prompt with the same text AND the same images (by digest:
+        image positions carry no token ids) restores it instead of encoding the images again, so N
+        questions about one volume encode its slices once. The first prompt takes the same two steps,
+        so a reply never depends on whether the state was warm.
+        """
+        llama = self._llama
+        split = max((i + 1 for i, (kind, _) in enumerate(described) if kind == "image"), default=0)
+        key = (repr(described[:split]), images_digest(images))
+        if split and self.prefix_cache and self._prefix is not None and self._prefix[0] == key:
+            llama.load_state(self._prefix[1])
+            self.prefix_stats["hits"] += 1
+        else:
+            self._prefix = None
+            llama.reset()
+            for chunk, (kind, value) in zip(parts[:split], described[:split], strict=True):
+                self._eval_chunk(mtmd, chunk, kind, value)
+            if split and self.prefix_cache:
+                self._prefix = (key, llama.save_state())
+                self.prefix_stats["misses"] += 1
+        for chunk, (kind, value) in zip(parts[split:], described[split:], strict=True):
+            self._eval_chunk(mtmd, chunk, kind, value)
+
+    def _eval_chunk(self, mtmd: Any, chunk: Any, kind: str, value: Any) -> None:
+        """One chunk: text by ``Llama.eval``, an image by libmtmd's helper (which encodes it and decodes
+        its embeddings with the non-causal attention Gemma 3 needs), as MTMDChatHandler does."""
+        import llama_cpp
+
+        llama = self._llama
+        if kind == "text":
+            llama.eval(value)
+            return
+        start = llama.n_tokens
+        n_past = llama_cpp.llama_pos(0)
+        result = mtmd.mtmd_helper_eval_chunk_single(
+            self._handler.mtmd_ctx,
+            llama._ctx.ctx,
+            chunk,
+            llama_cpp.llama_pos(start),
+            llama_cpp.llama_seq_id(0),
+            llama.n_batch,
+            False,  # logits: only the prompt's last (text) token needs them
+            ctypes.byref(n_past),
+        )
+        if result != 0:
+            raise EngineError(f"libmtmd could not evaluate an image (error {result})")
+        llama.input_ids[start : n_past.value] = -1  # image positions have no token id
+        llama.n_tokens = n_past.value
 
     def _measure_image_tokens(self) -> int:
         """Soft tokens per image for this projector (256 for MedGemma), from libmtmd itself."""

@@ -44,7 +44,10 @@ MAX_WAIT_S = 60.0  # the longest single wait, whatever Retry-After asks for
 CONNECT_TIMEOUT_S = 10.0
 # vLLM drops special tokens from replies by default, and MedGemma's thought markers are special
 # tokens: without this the thought would reach the answer unmarked. Other servers ignore the field.
-DEFAULT_EXTRA_BODY: Mapping[str, Any] = {"skip_special_tokens": False}
+# skip_special_tokens: vLLM must keep the thought markers. cache_prompt: llama-server keeps the prompt's KV
+# for the next request, so N questions about one volume prefill its slices once (vLLM's automatic prefix
+# caching does this by itself). Servers ignore the fields they do not know.
+DEFAULT_EXTRA_BODY: Mapping[str, Any] = {"skip_special_tokens": False, "cache_prompt": True}
 # Servers that keep special tokens may pass the end-of-turn marker through as text.
 END_MARKERS = ("<end_of_turn>", "<eos>")
 # Where servers report the served context length in their /models listing (vLLM: max_model_len).

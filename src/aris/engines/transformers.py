@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aris.engines.base import IMAGE_TOKENS, Capabilities, Engine
+from aris.engines.base import IMAGE_TOKENS, Capabilities, Engine, images_digest
 from aris.errors import BudgetError, ConfigError, EngineError, ModelNotFoundError, UnsupportedDtypeError
 from aris.prompt import Turn, render
 from aris.types import GenerationParams
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 EOS_IDS = (1, 106)  # <eos>, <end_of_turn>: Gemma 3 ends a reply with either
+END_OF_IMAGE_ID = 256000
 # Removed from replies. The thought markers <unused94>/<unused95> are special tokens too, so
 # decoding keeps every special token and drops only these: the thought splitter needs the markers.
 END_MARKERS = ("<end_of_turn>", "<eos>", "<pad>")
@@ -210,7 +211,7 @@ def _event_stop(event: threading.Event) -> Any:
     import torch
     from transformers import StoppingCriteria
 
-    class EventStop(StoppingCriteria):
+    class EventStop(StoppingCriteria):  # type: ignore[misc]  # transformers is typed as Any here
         def __call__(
             self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kw: Any
         ) -> torch.BoolTensor:
@@ -267,6 +268,7 @@ class TransformersEngine(Engine):
         quantization: str = "none",
         adapter: str | os.PathLike[str] | None = None,
         max_images: int = 128,
+        prefix_cache: bool = True,
     ) -> None:
         super().__init__(model)
         # Settings are checked before anything heavy loads, so a wrong flag fails in a second.
@@ -339,6 +341,10 @@ class TransformersEngine(Engine):
         )
         self._grammar_lock = threading.Lock()
         self._grammar_compiler: xgrammar.GrammarCompiler | None = None
+        self.prefix_cache = prefix_cache
+        self._prefix_lock = threading.Lock()
+        self._prefix: tuple[tuple[Any, str], Any] | None = None  # ((prefix ids, images digest), KV cache)
+        self.prefix_stats = {"hits": 0, "misses": 0}
         n_params = sum(p.numel() for p in self.model.parameters())
         logger.info(
             "loaded %s (%.0fM parameters%s) on %s as %s%s in %.2fs",
@@ -455,6 +461,40 @@ class TransformersEngine(Engine):
     def stream(self, turns: list[Turn], params: GenerationParams) -> Iterator[str]:
         return self._stream(turns, params)
 
+    def _with_prefix(self, inputs: Any, turns: list[Turn]) -> dict[str, Any]:
+        """Generation inputs that continue from the KV cache of the prompt's images.
+
+        Everything up to the last image's ``<end_of_image>`` (the instruction and every slice with its
+        label) is prefilled once and kept; a later prompt with the same tokens AND the same images (by
+        digest: image soft tokens all have one id) continues from a copy of that cache, so N questions
+        about one volume encode its 85 slices once. The first prompt takes the same two-step path as the
+        later ones, so an answer never depends on whether the cache was warm.
+        """
+        import torch
+
+        ids = inputs["input_ids"][0]
+        ends = (ids == END_OF_IMAGE_ID).nonzero()
+        if not self.prefix_cache or inputs["input_ids"].shape[0] != 1 or ends.numel() == 0:
+            return dict(inputs)
+        boundary = int(ends.max()) + 1
+        key = (tuple(ids[:boundary].tolist()), images_digest(img for turn in turns for img in turn.images))
+        with self._prefix_lock:
+            if self._prefix is None or self._prefix[0] != key:
+                self._prefix = None  # free the old cache before building the new one
+                head = {
+                    k: (v[:, :boundary] if k in ("input_ids", "attention_mask", "token_type_ids") else v)
+                    for k, v in inputs.items()
+                }
+                with torch.inference_mode():
+                    out = self.model(**head, use_cache=True)
+                self._prefix = (key, out.past_key_values)
+                self.prefix_stats["misses"] += 1
+            else:
+                self.prefix_stats["hits"] += 1
+            cache = copy.deepcopy(self._prefix[1])
+        rest = {k: v for k, v in inputs.items() if k != "pixel_values"}  # the images are in the cache
+        return {**rest, "cache": cache}
+
     def _stream(
         self, turns: list[Turn], params: GenerationParams, extra_processors: Sequence[Any] = ()
     ) -> Iterator[str]:
@@ -472,7 +512,7 @@ class TransformersEngine(Engine):
                 if params.temperature > 0 and params.seed is not None:
                     torch.manual_seed(params.seed)
                 with torch.inference_mode():
-                    self.model.generate(**inputs, streamer=streamer, **kwargs)
+                    self.model.generate(**self._with_prefix(inputs, turns), streamer=streamer, **kwargs)
             except BaseException as e:  # handed to the consumer, which re-raises it
                 failure.append(e)
                 streamer.end()  # unblocks the consumer
@@ -525,6 +565,7 @@ class TransformersEngine(Engine):
     def close(self) -> None:
         if getattr(self, "model", None) is None:
             return
+        self._prefix = None
         self.model = None
         gc.collect()
         import torch

@@ -24,13 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from aris.batch.manifest import WorkItem
-from aris.batch.runner import RUN_SETTINGS, BatchOptions, Progress, Summary, generation_params, run_batch
+from aris.batch.runner import BatchOptions, Progress, Summary, generation_params, run_batch
 from aris.config import ArisSettings
-from aris.errors import InputError
+from aris.engines import run_settings
+from aris.errors import ConfigError, InputError
+from aris.eval.adapters import get_adapter, load_adapted
 from aris.eval.datasets import EvalItem, dataset_digest, load_dataset
 from aris.eval.metrics import bootstrap_ci
 from aris.eval.protocol import Protocol, Scored, first_reply, make_protocol
-from aris.eval.published import published
+from aris.eval.published import figure
 from aris.eval.report import write_reports
 from aris.store import JobView, Store
 
@@ -97,8 +99,24 @@ def job_rows(store: Store, job_id: str) -> dict[str, dict[str, Any]]:
     return out
 
 
+def truncated(result: dict[str, Any], max_new_tokens: int) -> bool:
+    """Whether the first reply was cut: it used the whole budget, or it is a thought with no answer
+    after it (a cut thought leaves nothing to score; it must not pass as a plain wrong answer)."""
+    steps = result.get("steps") or []
+    first = steps[0] if steps else {}
+    used = int(first.get("completion_tokens") or (result.get("usage") or {}).get("completion_tokens") or 0)
+    max_new_tokens = int((result.get("params") or {}).get("max_new_tokens") or max_new_tokens)
+    text = first.get("text") if steps else result.get("text")
+    thought = first.get("thought") if steps else result.get("thought")
+    return used >= max_new_tokens or bool(thought and not (text or "").strip())
+
+
 def score_items(
-    protocol: Protocol, items: Sequence[EvalItem], work: Sequence[WorkItem], rows: dict[str, dict[str, Any]]
+    protocol: Protocol,
+    items: Sequence[EvalItem],
+    work: Sequence[WorkItem],
+    rows: dict[str, dict[str, Any]],
+    max_new_tokens: int | None = None,
 ) -> tuple[list[Scored], list[dict[str, Any]]]:
     """Each dataset row's scored item (None-free: rows without a result are left out of the metrics)
     and its record for ``run.json``."""
@@ -133,6 +151,7 @@ def score_items(
                 errors=result.get("errors") or [],
                 warnings=result.get("warnings") or [],
                 repaired=bool(result.get("repaired")),
+                truncated=truncated(result, max_new_tokens) if max_new_tokens else False,
                 prompt_sha256=result.get("prompt_sha256"),
                 prompt_hashes=[st.get("prompt_sha256") for st in result.get("steps") or []],
                 usage=result.get("usage") or {},
@@ -165,10 +184,12 @@ def compute_metrics(
             value = fn(scored) if scored else float("nan")
             ci = bootstrap_ci(list(scored), fn, n=n_boot, level=level) if scored and n_boot > 0 else None
             ci_out = [_finite(ci[0]), _finite(ci[1])] if ci else None
+            fig = figure(benchmark, name)
             out[name] = {
                 "value": _finite(value),
                 "ci": ci_out if ci_out and None not in ci_out else None,
-                "published": published(benchmark, name),
+                "published": fig.value if fig else None,
+                "published_source": fig.cite() if fig else None,
                 "n": protocol.metric_n(name, scored),
             }
     return out
@@ -203,14 +224,16 @@ def build_run(
     benchmark: str | None,
     n_boot: int = 1000,
     limit: int | None = None,
+    source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The run record: everything the reports show, and what a reader needs to check them."""
     from aris.tasks import get_task
 
-    scored, records = score_items(protocol, items, work, rows)
     gen = generation_params(settings)
+    budget = int((gen or {}).get("max_new_tokens", get_task(protocol.task).max_new_tokens))
+    scored, records = score_items(protocol, items, work, rows, budget)
     proto = protocol.record()
-    proto["max_new_tokens"] = (gen or {}).get("max_new_tokens", get_task(protocol.task).max_new_tokens)
+    proto["max_new_tokens"] = budget
     proto["failed_items"] = "left out of the metrics (listed with their errors)"
     proto["bootstrap"] = {"resamples": n_boot, "level": 0.95, "seed": 0, "unit": "item"}
     counts = {
@@ -220,6 +243,7 @@ def build_run(
         "not_run": sum(1 for r in records if r["status"] in ("pending", "running", "missing")),
         "no_answer": sum(1 for s in scored if s.prediction is None),
         "repaired": sum(1 for r in records if r.get("repaired")),
+        "truncated": sum(1 for r in records if r.get("truncated")),
     }
     run: dict[str, Any] = {
         "format": RUN_FORMAT,
@@ -227,13 +251,12 @@ def build_run(
         "dataset": str(dataset),
         "dataset_sha256": dataset_digest(dataset),
         "limit": limit,
+        "source": source or {"layout": "aris"},
         "benchmark": benchmark,
         "model": job.model,
         "engine": job.engine,
         "job_id": job.id,
-        "settings": {
-            k: v for k, v in settings.model_dump(mode="json").items() if k in RUN_SETTINGS and v is not None
-        },
+        "settings": run_settings(settings),
         "versions": versions(),
         "protocol": proto,
         "counts": counts,
@@ -256,10 +279,38 @@ def build_run(
 
 
 def load_items(
-    dataset: Path, task: str, limit: int | None, think: bool | None
-) -> tuple[list[EvalItem], Protocol]:
-    """The dataset's rows (the first ``limit``) and their protocol; bad rows fail here, before any model."""
-    items = load_dataset(dataset)
+    dataset: Path,
+    task: str | None,
+    limit: int | None,
+    think: bool | None,
+    *,
+    prompts: str = "report",
+    mode: str | None = None,
+    adapter: str | None = None,
+    split: str | None = None,
+    image_dir: Path | None = None,
+) -> tuple[list[EvalItem], Protocol, dict[str, Any]]:
+    """The dataset's rows (the first ``limit``), their protocol, and where they came from; bad rows
+    fail here, before any model.
+
+    ``adapter`` reads a benchmark's standard layout (:mod:`aris.eval.adapters`), which also fixes the
+    task and the mode; without one the dataset is in Aris's own layout and ``task`` is required.
+    """
+    source: dict[str, Any] = {"layout": "aris", "split": split}
+    if adapter:
+        a = get_adapter(adapter)
+        if task and task != a.task:
+            raise ConfigError(f"the {a.name} adapter runs task {a.task!r}, not {task!r}")
+        if mode and mode != a.mode:
+            raise ConfigError(f"the {a.name} adapter runs mode {a.mode!r}, not {mode!r}")
+        task, mode = a.task, a.mode
+        images = image_dir or ArisSettings().home / "eval" / "images"
+        items, counts = load_adapted(dataset, a, split=split, image_dir=images)
+        source = {"layout": a.name, "split": split or a.split, **counts}
+    else:
+        if not task:
+            raise ConfigError("give --task (or --benchmark with a standard layout)")
+        items = load_dataset(dataset, split)
     if limit is not None:
         items = items[: max(0, limit)]
     if not items:
@@ -269,7 +320,15 @@ def load_items(
         if it.id in seen:
             raise InputError(dataset, f"id {it.id!r} appears twice; ids must be unique")
         seen.add(it.id)
-    return items, make_protocol(task, items, dataset, think)
+    return items, make_protocol(task, items, dataset, think, prompts=prompts, mode=mode), source
+
+
+def with_budget(settings: ArisSettings, protocol: Protocol) -> ArisSettings:
+    """The settings with the report mode's token budget, unless the user chose one."""
+    budget = protocol.max_new_tokens()
+    if budget is None or "max_new_tokens" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"max_new_tokens": budget})
 
 
 def default_out_dir(job_id: str) -> Path:
@@ -278,13 +337,17 @@ def default_out_dir(job_id: str) -> Path:
 
 def evaluate(
     dataset: Path | str,
-    task: str,
+    task: str | None,
     settings: ArisSettings,
     *,
     out_dir: Path | None = None,
     benchmark: str | None = None,
     think: bool | None = None,
     limit: int | None = None,
+    prompts: str = "report",
+    mode: str | None = None,
+    adapter: str | None = None,
+    split: str | None = None,
     options: BatchOptions | None = None,
     store: Store | None = None,
     n_boot: int = 1000,
@@ -298,7 +361,19 @@ def evaluate(
     left out of the metrics; an item whose reply has no readable answer scores as wrong.
     """
     dataset = Path(dataset).expanduser().absolute()  # stored input refs must not depend on the cwd
-    items, protocol = load_items(dataset, task, limit, think)
+    items, protocol, source = load_items(
+        dataset,
+        task,
+        limit,
+        think,
+        prompts=prompts,
+        mode=mode,
+        adapter=adapter,
+        split=split,
+        image_dir=settings.home / "eval" / "images",
+    )
+    task = protocol.task
+    settings = with_budget(settings, protocol)
     work = [protocol.work_item(it) for it in items]
     own_store = store is None
     store = store or Store.open()
@@ -327,6 +402,7 @@ def evaluate(
             benchmark=benchmark,
             n_boot=n_boot,
             limit=limit,
+            source=source,
         )
     finally:
         if own_store:

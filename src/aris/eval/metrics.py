@@ -7,10 +7,12 @@ is written here and tested against hand-computed values.
 
 from __future__ import annotations
 
+import re
 import string
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import numpy as np
@@ -42,7 +44,7 @@ def accuracy(preds: Sequence[str], refs: Sequence[str]) -> float:
 # -- classification ---------------------------------------------------------------------------------
 @register("macro_f1")
 def macro_f1(preds: Sequence[str], refs: Sequence[str], labels: Sequence[str] | None = None) -> float:
-    """Macro F1 over classes (scikit-learn), e.g. yes/no per CXR condition averaged over conditions."""
+    """Macro F1 over classes (scikit-learn), e.g. the classes of an image classification set."""
     from sklearn.metrics import f1_score
 
     return float(
@@ -52,47 +54,94 @@ def macro_f1(preds: Sequence[str], refs: Sequence[str], labels: Sequence[str] | 
     )
 
 
-def macro_f1_over_conditions(rows: Sequence[tuple[str, str, str]]) -> float:
-    """The model card's CXR metric: binary F1 (positive = "yes") per condition, averaged over conditions.
+def binary_f1(preds: Sequence[str | None], refs: Sequence[str]) -> float:
+    """F1 with "yes" as the positive class, an unreadable answer (None) counting as wrong.
 
-    ``rows`` are (condition, prediction, reference) with yes/no answers; any prediction other than
-    "yes" (a missing or unreadable answer included) counts as negative, as binary F1 sees it.
+    Unreadable on a "yes" reference is a false negative; on a "no" reference a false positive (it is
+    not a correct "no"). ``2tp / (2tp + fp + fn)``; when that is 0/0 (no positive reference, no "yes"
+    answer, nothing unreadable: every answer a correct "no") the condition scores 1.0, as
+    scikit-learn's ``f1_score(zero_division=1.0)`` does, rather than 0 for a perfect set of answers.
     """
-    from sklearn.metrics import f1_score
+    tp = fp = fn = 0
+    for p, r in zip(preds, refs, strict=True):
+        if r == "yes":
+            tp += p == "yes"
+            fn += p != "yes"
+        else:
+            fp += p != "no"
+    denom = 2 * tp + fp + fn
+    return 1.0 if denom == 0 else 2 * tp / denom
 
-    by: dict[str, tuple[list[bool], list[bool]]] = {}
+
+def macro_f1_over_conditions(rows: Sequence[tuple[str, str | None, str]]) -> float:
+    """The model card's chest X-ray metric: binary F1 per condition (:func:`binary_f1`), averaged over
+    conditions ("macro F1", MedGemma technical reports, CXR classification tables).
+
+    ``rows`` are (condition, prediction, reference) with "yes"/"no" references and "yes", "no" or
+    None (unreadable) predictions.
+    """
+    by: dict[str, tuple[list[str | None], list[str]]] = {}
     for cond, p, r in rows:
-        by.setdefault(cond, ([], []))
-        by[cond][0].append(p.strip().lower() == "yes")
-        by[cond][1].append(r.strip().lower() == "yes")
-    scores = [f1_score(r, p, average="binary", zero_division=0) for p, r in by.values()]
+        preds, refs = by.setdefault(cond, ([], []))
+        preds.append(p.strip().lower() if p else None)
+        refs.append(r.strip().lower())
+    scores = [binary_f1(p, r) for p, r in by.values()]
     return float(np.mean(scores)) if scores else float("nan")
 
 
-@register("macro_accuracy")
-def macro_accuracy(preds: Sequence[str], refs: Sequence[str]) -> float:
-    """Mean over classes of per-class accuracy (balanced accuracy): the MS-CXR-T improved/stable/worsened metric."""
+@register("balanced_accuracy")
+def balanced_accuracy(preds: Sequence[str], refs: Sequence[str]) -> float:
+    """Mean over the reference classes of each class's recall (scikit-learn's balanced accuracy)."""
+    import warnings
+
     from sklearn.metrics import balanced_accuracy_score
 
-    return float(balanced_accuracy_score(list(refs), list(preds)))
+    with warnings.catch_warnings():
+        # a wrong or missing answer outside the reference classes is expected, not news
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        return float(balanced_accuracy_score(list(refs), list(preds)))
+
+
+@register("macro_accuracy")
+def macro_accuracy_by_finding(rows: Sequence[tuple[str, str | None, str]]) -> float:
+    """MS-CXR-T's "macro accuracy": per finding, the mean of the per-class accuracies (recall of
+    improved, stable and worsened: balanced accuracy, so the large "stable" class does not dominate),
+    then the mean over findings.
+
+    Source: MS-CXR-T (Bannur et al., CVPR 2023, BioViL-T) reports macro accuracy per finding; the
+    MedGemma technical reports give one MS-CXR-T number, the mean over its five findings.
+    ``rows`` are (finding, prediction, reference); an unreadable prediction (None) is a miss.
+    """
+    by: dict[str, tuple[list[str], list[str]]] = {}
+    for finding, p, r in rows:
+        preds, refs = by.setdefault(finding, ([], []))
+        preds.append(p or "")
+        refs.append(r)
+    scores = [balanced_accuracy(p, r) for p, r in by.values()]
+    return float(np.mean(scores)) if scores else float("nan")
 
 
 # -- VQA --------------------------------------------------------------------------------------------
-_ARTICLES = {"a", "an", "the"}
 
 
 def normalize_answer(text: str) -> list[str]:
-    """Lower-case, drop punctuation and the articles a/an/the, split on whitespace (SQuAD-style)."""
+    """SQuAD's ``normalize_answer`` (v1.1/v2.0 evaluation script), split into tokens: lower-case,
+    DELETE punctuation ("x-ray" -> "xray"), drop the articles a/an/the, collapse whitespace."""
     text = text.lower()
-    text = "".join(" " if ch in string.punctuation else ch for ch in text)
-    return [t for t in text.split() if t not in _ARTICLES]
+    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return text.split()
+
+
+_PUNCTUATION = frozenset(string.punctuation)
 
 
 def token_f1(pred: str, ref: str) -> float:
-    """Token-overlap F1 between normalized answers; 1.0 when both are empty."""
+    """SQuAD's token F1 (v2.0 evaluation script ``compute_f1``): bag-of-tokens overlap of the
+    normalized answers; when either is empty, 1.0 if both are, else 0.0."""
     p, r = normalize_answer(pred), normalize_answer(ref)
-    if not p and not r:
-        return 1.0
+    if not p or not r:
+        return float(p == r)
     common = sum((Counter(p) & Counter(r)).values())
     if common == 0:
         return 0.0
@@ -107,15 +156,9 @@ def mean_token_f1(preds: Sequence[str], refs: Sequence[str]) -> float:
     )
 
 
-@register("closed_accuracy")
-def closed_accuracy(preds: Sequence[str], refs: Sequence[str]) -> float:
-    """Accuracy on the closed (yes/no reference) subset, answers normalized."""
-    pairs = [
-        (" ".join(normalize_answer(p)), " ".join(normalize_answer(r)))
-        for p, r in zip(preds, refs, strict=True)
-        if " ".join(normalize_answer(r)) in ("yes", "no")
-    ]
-    return float(np.mean([p == r for p, r in pairs])) if pairs else float("nan")
+def exact_normalized(pred: str, ref: str) -> bool:
+    """Exact match of the SQuAD-normalized answers (closed choice questions: "left lung")."""
+    return normalize_answer(pred) == normalize_answer(ref)
 
 
 # -- boxes ------------------------------------------------------------------------------------------
@@ -148,8 +191,21 @@ def rouge_l(preds: Sequence[str], refs: Sequence[str]) -> float:
 LAB_FIELDS = ("name", "result", "unit", "range", "panel", "method", "specimen", "sample_collection_time")
 
 
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _canon_number(m: re.Match[str]) -> str:
+    try:
+        return format(Decimal(m.group(0)).normalize(), "f")
+    except InvalidOperation:  # pragma: no cover - the pattern only matches decimals
+        return m.group(0)
+
+
 def _norm_field(v: Any) -> str:
-    return " ".join(str(v if v is not None else "").lower().split())
+    """A field as compared: lower-cased, whitespace collapsed, every number in canonical form
+    ("13.50" -> "13.5", "4.0-11.0" -> "4-11"), so equal values written differently match."""
+    text = " ".join(str(v if v is not None else "").lower().split())
+    return _NUMBER.sub(_canon_number, text)
 
 
 @dataclass

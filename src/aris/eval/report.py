@@ -37,10 +37,45 @@ def metric_rows(run: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 PUBLISHED_NOTE = (
-    "“published” is the MedGemma 1.5 4B figure from the model card / technical report for the benchmark "
-    "named with --benchmark; it is comparable only when this dataset is that benchmark's test split run "
-    "with this protocol."
+    "“published” is the MedGemma 1.5 4B figure for the benchmark named with --benchmark (its source is "
+    "listed below); it is comparable only when this dataset is that benchmark's test split run with the "
+    "report's prompts (prompts: report)."
 )
+
+
+def _published_lines(run: dict[str, Any]) -> list[str]:
+    rows = [(n, m) for n, m in run["metrics"].items() if m.get("published") is not None]
+    if not rows:
+        return []
+    lines = ["", "## Published figures", ""]
+    for name, m in rows:
+        src = m.get("published_source") or "MedGemma 1.5 model card / technical report"
+        lines.append(f"- {name} {m['published']:.1f}: {src}")
+    return lines
+
+
+def _report_prompt_lines(protocol: Any) -> list[str]:
+    rp = protocol.get("report_prompt") if isinstance(protocol, dict) else None
+    if not isinstance(rp, dict):
+        return []
+    return [
+        "",
+        "## Prompt",
+        "",
+        f"- source: {rp['source']}",
+        f"- max new tokens: {rp['max_new_tokens']} ({rp['max_new_tokens_why']})",
+        "",
+        "```text",
+        rp["template"],
+        "```",
+    ]
+
+
+def _choice_lines(protocol: Any) -> list[str]:
+    choices = protocol.get("choices") if isinstance(protocol, dict) else None
+    if not choices:
+        return []
+    return ["", "## Where the report is silent (choices made)", "", *(f"- {c}" for c in choices)]
 
 
 def _protocol_lines(protocol: Any) -> list[str]:
@@ -48,6 +83,8 @@ def _protocol_lines(protocol: Any) -> list[str]:
         return [f"- protocol: {json.dumps(protocol)}"]
     lines = ["", "## Protocol", ""]
     for k, v in protocol.items():
+        if k in ("report_prompt", "choices") and v and not isinstance(v, str):
+            continue  # shown in their own sections
         shown = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
         lines.append(f"- {k}: {shown}")
     return lines
@@ -63,7 +100,7 @@ def to_markdown(run: dict[str, Any]) -> str:
         f"- items: {len(run['items'])} ({len(failed)} failed)"
         + (
             f"; scored {counts['scored']}, no readable answer {counts['no_answer']}, "
-            f"repaired {counts['repaired']}"
+            f"repaired {counts['repaired']}, truncated {counts.get('truncated', 0)}"
             if counts
             else ""
         ),
@@ -72,6 +109,15 @@ def to_markdown(run: dict[str, Any]) -> str:
     ]
     if run.get("benchmark"):
         lines.append(f"- benchmark: {run['benchmark']}")
+    src = run.get("source") or {}
+    if src.get("layout") and src["layout"] != "aris":
+        lines.append(
+            f"- read with the {src['layout']} adapter (split {src.get('split')}): {src.get('rows')} rows, "
+            f"{src.get('left_out', 0)} left out by the adapter"
+        )
+    proto = run.get("protocol") if isinstance(run.get("protocol"), dict) else {}
+    if proto:
+        lines.append(f"- prompts: {proto.get('prompts', 'app')}, mode: {proto.get('mode')}")
     lines += [
         "",
         "| metric | yours (%) | 95% CI | published MedGemma 1.5 4B (%) | n |",
@@ -94,7 +140,21 @@ def to_markdown(run: dict[str, Any]) -> str:
             lines.append(f"| {sub} | {vals['n']} | " + " | ".join(_pct(vals.get(n)) for n in names) + " |")
     if any(r["published"] is not None for r in metric_rows(run)):
         lines += ["", PUBLISHED_NOTE]
+        lines += _published_lines(run)
+    lines += _report_prompt_lines(run.get("protocol", {}))
+    lines += _choice_lines(run.get("protocol", {}))
     lines += _protocol_lines(run.get("protocol", {}))
+    cut = [i for i in run["items"] if i.get("truncated")]
+    if cut:
+        lines += [
+            "",
+            f"## Truncated replies ({len(cut)})",
+            "",
+            "The first reply used the whole token budget, or thought without answering; scored as given "
+            "(usually no readable answer). Raise --max-new-tokens to rerun them.",
+            "",
+            *(f"- {i['id']}" for i in cut[:50]),
+        ]
     if failed:
         lines += ["", "## Failed items (left out of the metrics)", ""]
         lines += [f"- {i['id']}: {i['error']}" for i in failed[:50]]

@@ -145,7 +145,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     for key in ("dataset", "out"):
         if isinstance(data.get(key), str) and not Path(data[key]).expanduser().is_absolute():
             data[key] = str(path.parent / data[key])
-    return data
+    return dict(data)
 
 
 def resolve_config(file: Path | None = None, **flags: Any) -> FinetuneConfig:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
+import threading
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -133,6 +134,28 @@ def _is_nifti(path: Path) -> bool:
         return _nifti_magic(path, f.read(HEAD))
 
 
+_IMPORT_LOCK = threading.Lock()
+_IMPORTED: set[str] = set()
+
+
+def _import_once(kind: str) -> None:
+    """Import pydicom and the kind's reader in one thread at a time, the first time.
+
+    pydicom's package imports are circular; two threads importing it at once (a batch's preparing
+    threads, the server's) can see half-initialised modules and fail with ImportError.
+    """
+    if kind in _IMPORTED:
+        return
+    with _IMPORT_LOCK:
+        if kind in _IMPORTED:
+            return
+        import aris.inputs.dicom  # noqa: F401  (pydicom, whole)
+
+        if kind in READERS:
+            READERS.get(kind).reader()
+        _IMPORTED.add(kind)
+
+
 def _all_options() -> frozenset[str]:
     return frozenset(o for _, r in READERS.items() for o in r.options)
 
@@ -193,6 +216,7 @@ def read(path: str | Path | Sequence[str | Path], kind: str = "auto", **options:
     unknown = set(options) - _all_options()
     if unknown:
         raise ConfigError(f"unknown input option(s) {', '.join(sorted(unknown))}")
+    _import_once(kind)
     if _scheme(path) is not None:
         return _read_source(str(path), kind, options)
     if not isinstance(path, str | Path):
@@ -234,6 +258,7 @@ def _is_dicom(path: Path) -> bool:
 
 
 def _dispatch(source: Path | list[Path], kind: str, options: dict[str, Any]) -> PreparedInput:
+    _import_once(kind)
     r = READERS.get(kind)
     accepted = set(r.options)
     ignored = sorted(set(options) - accepted)

@@ -88,13 +88,18 @@ class StoreLog:
         self.store = Store.open(url, actor="server")
         self.runner_id = f"server-{uuid.uuid4().hex[:8]}"
 
-    def start(self, job: Job, model: str, engine: str, paths: list[Path]) -> int:
+    def start(self, job: Job, identity: dict[str, Any], engine: str, paths: list[Path]) -> int:
         from aris.batch.manifest import input_digest, item_key
         from aris.store import NewItem
 
         digest = input_digest(paths)
         params = {"options": job.options, "think": job.think, "kind": job.kind}
-        key = item_key(digest, job.task, model, params, job.question)
+        from aris.runner import recipe_digest
+
+        key = item_key(
+            digest, job.task, identity, {**params, "recipe": recipe_digest(job.task)}, job.question
+        )
+        model = str(identity.get("model"))
         item = NewItem(0, key, f"upload:{len(paths)} file(s)", digest, job.question, job.kind, job.options)
         view = self.store.create_job(job.task, model, engine, params, [item], kind="server", source="server")
         job.store_id = view.id
@@ -292,7 +297,8 @@ class JobManager:
                 if p.is_file()
             ]
             engine = self.runner.engine
-            item_id = await asyncio.to_thread(self.log.start, job, engine.model_id, engine.kind, paths)
+            identity = await asyncio.to_thread(engine.identity)
+            item_id = await asyncio.to_thread(self.log.start, job, identity, engine.kind, paths)
             options = dict(job.options)
             max_new = options.pop("max_new_tokens", None)
 

@@ -359,7 +359,7 @@ class Task(abc.ABC):
         inputs: list[PreparedInput],
         question: str | None = None,
         *,
-        options: dict[str, Any] | None = None,
+        options: dict[str, Any] | TaskOptions | None = None,
         params: GenerationParams | None = None,
         on_token: OnToken | None = None,
         ctx: RunContext | None = None,

@@ -8,11 +8,13 @@ spelling, a dataset's class code) and maps it to exactly one option, or fails va
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from aris.errors import ConfigError
 from aris.inputs.base import Kind, PreparedInput
+from aris.tasks import report_prompts as R
 from aris.tasks.base import Output, Task, TaskOptions, system_messages
 from aris.tasks.parsing import (
     LETTERS,
@@ -100,6 +102,12 @@ class ClassifyOptions(TaskOptions):
         description="a built-in set name (nct-crc-he, diabetic-retinopathy) or the options themselves",
     )
     choice_set: str | None = None  # filled in when ``choices`` named a built-in set
+    prompts: R.PromptSet = R.prompts_field()
+    report_form: Literal["derm", "eyepacs"] = Field(
+        default="derm",
+        description="with --prompts report: DermMCQA's or EyePACS's prompt (\"The most likely diagnosis is:\" "
+        "and a letter)",
+    )
 
     @field_validator("choices", mode="before")
     @classmethod
@@ -143,18 +151,36 @@ class Classify(Task):
                 return cs
         return ChoiceSet(tuple(o.choices), CUSTOM_QUESTION)
 
+    def report_prompt(self, question: str | None, o: Any) -> str:
+        """DermMCQA's row with the question and lettered options, or EyePACS's fixed row."""
+        if o.report_form == "eyepacs":
+            if len(o.choices) != len(R.EYEPACS_OPTIONS):
+                raise ConfigError(
+                    "task classify: the EyePACS prompt lists five stages (A-E); give five choices in that order"
+                )
+            return R.fill(R.EYEPACS, {})
+        # The report does not show how DermMCQA's {{ question }} lists its options; EyePACS's row, the
+        # only one that shows options, writes them inline as "A: text B: text".
+        listing = " ".join(f"{LETTERS[i]}: {c}" for i, c in enumerate(o.choices))
+        body = f"{(question or self._set(o).question).strip()} {listing}"
+        return R.fill(R.DERM, {"{{ question }}": body})
+
     def messages(self, inputs: list[PreparedInput], question: str | None, options: Any) -> list[Message]:
         o = self.opts(options)
+        parts = [p for i in inputs for p in i.parts]
+        if o.prompts == "report":
+            return [*system_messages(o), Message("user", [*parts, TextPart(self.report_prompt(question, o))])]
         cs = self._set(o)
         prompt = (
             f"{(question or cs.question).strip()}\n{lettered(o.choices)}\n"
             'Answer with exactly one of the options, as a JSON object {"answer": "<the option, exactly as written>"}.'
         )
-        parts = [p for i in inputs for p in i.parts]
         return [*system_messages(o), Message("user", [*parts, TextPart(prompt)])]
 
     def reply_schema(self, inputs: list[PreparedInput], options: Any) -> dict[str, Any] | None:
         o = self.opts(options)
+        if o.prompts == "report":
+            return None  # the report's prompt: the model's own words, unconstrained
         return {
             "type": "object",
             "properties": {"answer": {"type": "string", "enum": list(o.choices)}},

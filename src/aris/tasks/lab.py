@@ -22,6 +22,7 @@ from aris.engines.base import Engine
 from aris.errors import InputError
 from aris.inputs.base import Kind, PreparedInput
 from aris.result import Result
+from aris.tasks import report_prompts as R
 from aris.tasks.base import OnToken, Outcome, Output, Task, TaskOptions, Trace, system_messages
 from aris.tasks.parsing import ParseError, extract_json, norm
 from aris.types import GenerationParams, ImagePart, Message, Part, TextPart
@@ -103,6 +104,7 @@ class LabOptions(TaskOptions):
         default="auto",
         description="page images (the recipe), the PDF text layer, or auto (images if the engine sees)",
     )
+    prompts: R.PromptSet = R.prompts_field()
 
 
 def parse_page(text: str) -> PageTests:
@@ -169,6 +171,8 @@ class LabExtract(Task):
     max_new_tokens = 2048
 
     def reply_schema(self, inputs: list[PreparedInput], options: Any) -> dict[str, Any] | None:
+        if self.opts(options).prompts == "report":
+            return None  # the report's prompt, answered in the model's own words
         item = {
             "type": "object",
             "properties": {f: {"type": "string"} for f in FIELDS},
@@ -208,9 +212,18 @@ class LabExtract(Task):
     def page_messages(self, page: list[Part], o: Any) -> list[Message]:
         return [*system_messages(o), Message("user", [*page, TextPart(LAB_PROMPT)])]
 
+    def report_messages(self, inputs: list[PreparedInput], source: str, o: Any) -> list[Message]:
+        """The report's prompt for the whole report in one call: its row has no image marker and
+        speaks of "the given lab report", so the text comes first, then every page."""
+        pages = [part for page in self.pages(inputs, source) for part in page]
+        return [*system_messages(o), Message("user", [TextPart(R.fill(R.LAB, {})), *pages])]
+
     def messages(self, inputs: list[PreparedInput], question: str | None, options: Any) -> list[Message]:
-        """The first page's conversation (each page is sent the same way, one call each)."""
+        """The first page's conversation (each page is sent the same way, one call each); with the
+        report's prompt, the one call for the whole report."""
         o = self.opts(options)
+        if o.prompts == "report":
+            return self.report_messages(inputs, self.source(None, inputs, o), o)
         return self.page_messages(self.pages(inputs, self.source(None, inputs, o))[0], o)
 
     def parse(self, text: str, inputs: list[PreparedInput], options: Any) -> LabOut:
@@ -223,12 +236,16 @@ class LabExtract(Task):
         inputs: list[PreparedInput],
         question: str | None = None,
         *,
-        options: dict[str, Any] | None = None,
+        options: dict[str, Any] | TaskOptions | None = None,
         params: GenerationParams | None = None,
         on_token: OnToken | None = None,
         ctx: RunContext | None = None,
     ) -> Result:
         o = self.opts(options)
+        if o.prompts == "report":
+            source = self.source(engine, inputs, o)
+            o = o.model_copy(update={"source": source})  # messages() sees what this engine can read
+            return super().run(engine, inputs, question, options=o, params=params, on_token=on_token, ctx=ctx)
         self.check(inputs, question, o)
         pages = self.pages(inputs, self.source(engine, inputs, o))
         gp = self.generation_params(engine, params, o, inputs)

@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from PIL import Image, ImageDraw
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from aris.errors import InputError
 from aris.inputs.base import Kind, Padding, PreparedInput
+from aris.tasks import report_prompts as R
 from aris.tasks.base import Output, Task, TaskOptions, system_messages
 from aris.tasks.parsing import ParseError, extract_json, norm
 from aris.types import ImagePart, Message, TextPart
@@ -58,11 +59,18 @@ class LocalizeOut(Output):
 
 class LocalizeOptions(TaskOptions):
     labels: list[str] = Field(default_factory=lambda: list(DEFAULT_LABELS), min_length=1)
+    prompts: R.PromptSet = R.prompts_field()
 
     @field_validator("labels", mode="before")
     @classmethod
     def _split(cls, v: Any) -> Any:
         return [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _one_object(self) -> LocalizeOptions:
+        if self.prompts == "report" and len(self.labels) != 1:
+            raise ValueError('the report\'s prompt "Where is the {object}?" asks for one label at a time')
+        return self
 
 
 # -- geometry (pure) ----------------------------------------------------------------------------------
@@ -165,6 +173,10 @@ class CxrLocalize(Task):
     def messages(self, inputs: list[PreparedInput], question: str | None, options: Any) -> list[Message]:
         o = self.opts(options)
         view, _, _ = model_view(inputs[0])
+        if o.prompts == "report":
+            # {{image}} + Where is the {object}?  The padded square, as the recipe feeds it.
+            text = R.fill(R.LOCALIZE, {"{object}": o.labels[0]})
+            return [*system_messages(o), Message("user", [ImagePart(view), TextPart(text)])]
         names = ", ".join(o.labels)
         prompt = (
             f"Locate the following in this chest X-ray: {names}.\n"
@@ -177,6 +189,8 @@ class CxrLocalize(Task):
         return [*system_messages(o), Message("user", [ImagePart(view), TextPart(prompt)])]
 
     def reply_schema(self, inputs: list[PreparedInput], options: Any) -> dict[str, Any] | None:
+        if self.opts(options).prompts == "report":
+            return None  # the model's own "Final Answer:" + fenced JSON, unconstrained
         return {
             "type": "array",
             "items": {

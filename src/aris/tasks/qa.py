@@ -6,11 +6,12 @@ thinks first, as MedGemma was evaluated on MedQA, MedMCQA and PubMedQA.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from aris.inputs.base import Kind, PreparedInput
+from aris.tasks import report_prompts as R
 from aris.tasks.base import Output, Task, TaskOptions, system_messages
 from aris.tasks.parsing import LETTERS, ParseError, answer_only, final_answer, lettered, match_option
 from aris.types import Message, TextPart
@@ -36,6 +37,11 @@ class VqaOut(Output):
 
 class VqaOptions(TaskOptions):
     final_answer: bool = Field(default=False, description='append the evaluation\'s "Final Answer: X" suffix')
+    prompts: R.PromptSet = R.prompts_field()
+    report_form: Literal["vqa", "cxr-yes-no"] = Field(
+        default="vqa",
+        description="with --prompts report: the SLAKE/VQA-RAD prompt (vqa) or the chest X-ray yes/no one",
+    )
 
 
 class Vqa(Task):
@@ -50,9 +56,16 @@ class Vqa(Task):
     def messages(self, inputs: list[PreparedInput], question: str | None, options: Any) -> list[Message]:
         o = self.opts(options)
         q = (question or "").strip()
+        parts = [p for i in inputs for p in i.parts]
+        if o.prompts == "report":
+            # {{image}} + {{ question }} <suffix>: the images, then the filled row (report, Tables 7-13)
+            tpl = R.CXR_YES_NO if o.report_form == "cxr-yes-no" else R.VQA
+            return [
+                *system_messages(o),
+                Message("user", [*parts, TextPart(R.fill(tpl, {"{{ question }}": q}))]),
+            ]
         if o.final_answer:
             q = f"{q} {FINAL_ANSWER_SUFFIX}"
-        parts = [p for i in inputs for p in i.parts]
         return [*system_messages(o), Message("user", [*parts, TextPart(q)])]
 
     def parse(self, text: str, inputs: list[PreparedInput], options: Any) -> VqaOut:
@@ -82,11 +95,26 @@ class TextQaOptions(TaskOptions):
     choices: list[str] = Field(
         default_factory=list, description="multiple-choice options, lettered A, B, ..."
     )
+    prompts: R.PromptSet = R.prompts_field()
+    report_form: Literal["text", "ehrnoteqa"] = Field(
+        default="text",
+        description="with --prompts report: the text benchmarks' prompt, or EHRNoteQA's (a note and five choices)",
+    )
+    note: str | None = Field(default=None, description="EHRNoteQA: the discharge note the question is about")
 
     @field_validator("choices", mode="before")
     @classmethod
     def _split_choices(cls, v: Any) -> Any:
         return _split(v)
+
+    @model_validator(mode="after")
+    def _ehrnoteqa(self) -> TextQaOptions:
+        if self.prompts == "report" and self.report_form == "ehrnoteqa":
+            if len(self.choices) != 5:
+                raise ValueError("the EHRNoteQA prompt takes exactly five choices (A-E)")
+            if not (self.note and self.note.strip()):
+                raise ValueError("the EHRNoteQA prompt needs the discharge note (note)")
+        return self
 
 
 class TextQa(Task):
@@ -102,8 +130,21 @@ class TextQa(Task):
     def messages(self, inputs: list[PreparedInput], question: str | None, options: Any) -> list[Message]:
         o = self.opts(options)
         body = (question or "").strip()
+        if o.prompts == "report" and o.report_form == "ehrnoteqa":
+            text = R.fill(
+                R.EHRNOTEQA,
+                {
+                    "{discharge_note}": (o.note or "").strip(),
+                    "{orig_question}": body,
+                    R.EHRNOTEQA_CHOICES: R.ehrnoteqa_choices(o.choices),
+                },
+            )
+            return [*system_messages(o), Message.user(text)]
         if o.choices:
+            # The report's {{ question }} holds the options; how is not shown: one "A. text" per line.
             body += "\n" + lettered(o.choices)
+        if o.prompts == "report":
+            return [*system_messages(o), Message.user(R.fill(R.TEXT_MCQ, {"{{ question }}": body}))]
         return [*system_messages(o), Message.user(f"{body}\n{FINAL_ANSWER_SUFFIX}")]
 
     def parse(self, text: str, inputs: list[PreparedInput], options: Any) -> TextQaOut:

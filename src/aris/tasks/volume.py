@@ -18,8 +18,10 @@ from pydantic import Field, field_validator
 
 from aris.context import RunContext
 from aris.engines.base import Engine
+from aris.errors import ConfigError
 from aris.inputs.base import Kind, PreparedInput
 from aris.result import Result
+from aris.tasks import report_prompts as R
 from aris.tasks.base import OnToken, Outcome, Output, Task, TaskOptions, Trace, system_messages
 from aris.tasks.parsing import ParseError, answer_only, final_answer, match_option
 from aris.types import GenerationParams, Message, TextPart
@@ -48,6 +50,13 @@ class VolumeOptions(TaskOptions):
     findings: list[str] = Field(default_factory=list, description="yes/no per finding, one call each")
     region: str | None = Field(default=None, description='e.g. "the center of the abdomen"')
     yes_no: bool = Field(default=False, description='end the question with the "Final Answer: yes|no" suffix')
+    prompts: R.PromptSet = R.prompts_field()
+    report_form: Literal["ct-us1", "ct-rate", "mri-us1"] | None = Field(
+        default=None,
+        description="with --prompts report: CT-US1 or CT-RATE (ct, default ct-us1), MRI-US1 (mri); the "
+        "question is then the finding's name",
+    )
+    history: str = Field(default="", description="CT-US1/MRI-US1: the indication and patient history")
 
     @field_validator("findings", mode="before")
     @classmethod
@@ -72,6 +81,7 @@ def parse_yes_no(text: str) -> Literal["yes", "no"]:
 
 class _Volume(Task):
     modality: ClassVar[str]
+    report_forms: ClassVar[tuple[str, ...]]  # the first is the default
     Options = VolumeOptions
     n_inputs = (1, 1)
     max_new_tokens = 512
@@ -85,8 +95,30 @@ class _Volume(Task):
         text = QUERY_PREFIX + (f"answer this question: {q}" if question else q)
         return f"{text} {BINARY_SUFFIX}" if o.yes_no else text
 
+    def report_text(self, label: str, o: Any) -> str:
+        """The report's CT-US1 / CT-RATE / MRI-US1 row filled with the finding and the history."""
+        form = o.report_form or self.report_forms[0]
+        if form not in self.report_forms:
+            raise ConfigError(
+                f"task {self.name}: report_form {form!r}; choose {', '.join(self.report_forms)}"
+            )
+        history = o.history.strip()
+        if form == "ct-us1":
+            return R.fill(R.CT_US1, {"{HISTORY}": history, "{Label}": label})
+        if form == "mri-us1":
+            return R.fill(R.MRI_US1, {"history_text": history, "{{label}}": label})
+        return R.fill(R.CT_RATE, {"Emphysema": label})
+
     def messages(self, inputs: list[PreparedInput], question: str | None, options: Any) -> list[Message]:
         o = self.opts(options)
+        if o.prompts == "report":
+            # {{images}} + text: the slices (each with its "SLICE n" label, as the CT recipe reads
+            # them), then the filled row; no instruction before the slices.
+            label = (question or "").strip()
+            if not label:
+                raise ConfigError(f"task {self.name}: the report's prompt needs the finding (--question)")
+            parts = [*inputs[0].parts, TextPart(self.report_text(label, o))]
+            return [*system_messages(o), Message("user", parts)]
         region = f" from {o.region}" if o.region else ""
         instruction = INSTRUCTION.format(modality=self.modality, region=region)
         parts = [TextPart(instruction), *inputs[0].parts, TextPart(self.query(question, o))]
@@ -110,7 +142,7 @@ class _Volume(Task):
         inputs: list[PreparedInput],
         question: str | None = None,
         *,
-        options: dict[str, Any] | None = None,
+        options: dict[str, Any] | TaskOptions | None = None,
         params: GenerationParams | None = None,
         on_token: OnToken | None = None,
         ctx: RunContext | None = None,
@@ -127,7 +159,7 @@ class _Volume(Task):
         errors: list[str] = []
         repaired = False
         for finding in o.findings:
-            msgs = self.messages(inputs, f"Is there {finding}?", per)
+            msgs = self.messages(inputs, finding if o.prompts == "report" else f"Is there {finding}?", per)
             first = trace.generate(f"finding:{finding}", msgs, gp)
             oc = self.parse_with_repair(
                 trace, msgs, gp, first.text, inputs, per, parse=parse_yes_no, name=f"finding:{finding}"
@@ -148,6 +180,7 @@ class CtTask(_Volume):
     name = "ct"
     modality = "CT"
     description = "CT volume (85 windowed slices) -> answer to a question, or yes/no per finding."
+    report_forms = ("ct-us1", "ct-rate")
     input_kinds: ClassVar[tuple[Kind, ...]] = ("ct",)
     read_kind = "ct"
 
@@ -156,5 +189,6 @@ class MriTask(_Volume):
     name = "mri"
     modality = "MRI"
     description = "MRI volume (85 slices) -> answer to a question, or yes/no per finding."
+    report_forms = ("mri-us1",)
     input_kinds: ClassVar[tuple[Kind, ...]] = ("mri",)
     read_kind = "mri"

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from aris.inputs.base import Kind, PreparedInput
+from aris.tasks import report_prompts as R
 from aris.tasks.base import Output, Task, TaskOptions, system_messages
 from aris.tasks.parsing import ParseError, answer_only
 from aris.types import ImagePart, Message, TextPart
@@ -32,6 +33,11 @@ class WsiOut(Output):
 class WsiOptions(TaskOptions):
     organ: str = Field(default="unknown organ", description="tissue type, e.g. colon")
     procedure: str = Field(default="unknown procedure", description="e.g. biopsy, resection")
+    prompts: R.PromptSet = R.prompts_field()
+    type_procedure: str | None = Field(
+        default=None,
+        description='report prompt: the tissue type and procedure as the dataset writes them (default "organ, procedure")',
+    )
 
 
 class WsiDescribe(Task):
@@ -50,6 +56,11 @@ class WsiDescribe(Task):
         o = self.opts(options)
         # Patches only: the labels a reader may add between tiles are not part of this recipe.
         patches = [p for p in inputs[0].parts if isinstance(p, ImagePart)]
+        if o.prompts == "report":
+            # {{images}} + text: the patches first, then the row with {{ type_procedure }} {{ question }}
+            tp = (o.type_procedure or f"{o.organ.strip()}, {o.procedure.strip()}").strip()
+            text = R.fill(R.WSI, {"{{ type_procedure }}": tp, "{{ question }}": (question or "").strip()})
+            return [*system_messages(o), Message("user", [*patches, TextPart(text)])]
         return [*system_messages(o), Message("user", [TextPart(self.prompt(question, o)), *patches])]
 
     def parse(self, text: str, inputs: list[PreparedInput], options: Any) -> WsiOut:

@@ -1,0 +1,114 @@
+"""Many questions about one volume: five findings against one, with the volume's prefix reused.
+
+Builds an 85-slice CT series from real pixels (scripts/make_volumes.py), reads it once with the CT recipe,
+then runs the ``ct`` task through :func:`aris.runner.run_task` on each local engine:
+
+- one finding (the reference a user pays for one question),
+- five findings with prefix reuse (the default: the slices are encoded once),
+- five findings with prefix reuse off (five full prompts, as before),
+
+and checks that the five answers are identical with and without reuse. Goal: five findings cost at most
+1.3x one finding. Engines: the tiny random Gemma 3 VLM (transformers) and its GGUF + mmproj (llama.cpp),
+built locally; they have MedGemma's prompt shape but tiny weights, so the images are cheap next to a real
+4B model's: the ratio here is an upper bound on the real one.
+
+    python bench/prefix_reuse.py [--slices 85] [--size 128] [--repeat 3] [--max-new-tokens 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import make_volumes  # noqa: E402
+
+from aris.engines.base import Engine  # noqa: E402
+from aris.inputs import read  # noqa: E402
+from aris.runner import run_task  # noqa: E402
+
+FINDINGS = ["hemorrhage", "fracture", "pneumothorax", "mass", "edema"]
+CACHE = REPO / ".cache" / "test-models"
+
+
+def timed(engine: Engine, prepared: object, findings: list[str], tokens: int) -> tuple[float, list[object]]:
+    t0 = time.perf_counter()
+    r = run_task("ct", [prepared], models=engine, options={"findings": findings}, max_new_tokens=tokens)  # type: ignore[list-item]
+    dt = time.perf_counter() - t0
+    answers = [(f["finding"], f.get("answer"), f.get("raw")) for f in (r.parsed or {}).get("findings", [])]
+    if not answers:  # unreadable replies are recorded per finding in the steps
+        answers = [s["text"] for s in r.steps]
+    return dt, answers
+
+
+def bench(name: str, make: object, prepared: object, repeat: int, tokens: int) -> bool:
+    cached: Engine = make(True)  # type: ignore[operator]
+    plain: Engine = make(False)  # type: ignore[operator]
+    try:
+        timed(cached, prepared, FINDINGS[:1], tokens)  # warm-up (grammar compiler, first allocations)
+        one, five, five_plain = [], [], []
+        answers_cached: list[object] = []
+        answers_plain: list[object] = []
+        for _ in range(repeat):  # interleaved, so load on the machine hits all three alike
+            cached._prefix = None  # type: ignore[attr-defined]  # a cold volume each round
+            one.append(timed(cached, prepared, FINDINGS[:1], tokens)[0])
+            cached._prefix = None  # type: ignore[attr-defined]
+            dt, answers_cached = timed(cached, prepared, FINDINGS, tokens)
+            five.append(dt)
+            dt, answers_plain = timed(plain, prepared, FINDINGS, tokens)
+            five_plain.append(dt)
+    finally:
+        cached.close()
+        plain.close()
+    m1, m5, m5p = statistics.median(one), statistics.median(five), statistics.median(five_plain)
+    same = answers_cached == answers_plain
+    ok = m5 / m1 <= 1.3 and same
+    print(
+        f"{name:12s} 1 finding {m1:6.2f}s | 5 findings reused {m5:6.2f}s ({m5 / m1:.2f}x one) | "
+        f"5 findings, no reuse {m5p:6.2f}s ({m5p / m1:.2f}x one) | saving {m5p / m5:.2f}x | "
+        f"answers identical: {same} | {'PASS' if ok else 'FAIL'} (goal <= 1.3x)"
+    )
+    return ok
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--slices", type=int, default=85)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--max-new-tokens", type=int, default=8)
+    args = ap.parse_args()
+
+    from aris.demo.tiny import build_tiny_vlm
+    from aris.demo.tiny_gguf import build_tiny_gguf
+    from aris.engines.llamacpp import LlamaCppEngine
+    from aris.engines.transformers import TransformersEngine
+
+    vlm = build_tiny_vlm(CACHE)
+    gguf, mmproj = build_tiny_gguf(CACHE)
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = make_volumes.SeriesSpec(n_slices=args.slices, size=args.size)
+        make_volumes.make_series(Path(tmp) / "ct", spec)
+        prepared = read(Path(tmp) / "ct", kind="ct")
+    n = len(prepared.images)
+    print(
+        f"CT: {n} slices of {args.size}px, {args.repeat} interleaved rounds, {args.max_new_tokens} new tokens a finding"
+    )
+    n_ctx = 4096 + n * 300
+    results = [
+        bench("transformers", lambda on: TransformersEngine(str(vlm), device="cpu", prefix_cache=on), prepared,
+              args.repeat, args.max_new_tokens),
+        bench("llama.cpp", lambda on: LlamaCppEngine(str(gguf), mmproj=str(mmproj), n_ctx=n_ctx, prefix_cache=on),
+              prepared, args.repeat, args.max_new_tokens),
+    ]  # fmt: skip
+    print("verdict:", "PASS" if all(results) else "FAIL")
+
+
+if __name__ == "__main__":
+    main()

@@ -87,19 +87,18 @@ class TransformersEmbedder:
 
         self.model_id = model
         try:
-            self.folder: Path = resolve_model(model)
+            self.folder: Path | None = resolve_model(model)
         except ModelNotFoundError as e:
             raise ModelNotFoundError(_not_found(model, e)) from None
         self.batch_size = batch_size
         t0 = time.perf_counter()
-        import torch
         from transformers import AutoConfig, AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         # SiglipConfig validates default sub-configs against CLIP's token ids while loading and warns
         # about ids the saved config does not use; the noise would bury real warnings.
         verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+        hf_logging.set_verbosity_error()
         try:
             config = AutoConfig.from_pretrained(self.folder, local_files_only=True)
             if getattr(config, "model_type", None) != "siglip":
@@ -120,14 +119,7 @@ class TransformersEmbedder:
                 ) from e
         finally:
             hf_logging.set_verbosity(verbosity)
-        self.image_size = int(config.vision_config.image_size)
-        self.dim = int(config.vision_config.hidden_size)
-        self.text_tokens = min(TEXT_TOKENS, int(config.text_config.max_position_embeddings))
-        self._lock = threading.Lock()  # one forward pass at a time on a shared model
-        self._weights: str | None = None
-        with torch.no_grad():
-            self._scale = float(self.model.logit_scale.float().item())
-            self._bias = float(self.model.logit_bias.float().item())
+        self._setup(config)
         logger.info(
             "embedder loaded: %d px, %d-d, %s on %s, %.1fs",
             self.image_size,
@@ -136,6 +128,32 @@ class TransformersEmbedder:
             self.device,
             time.perf_counter() - t0,
         )
+
+    def _setup(self, config: Any) -> None:
+        import torch
+
+        self.image_size = int(config.vision_config.image_size)
+        self.dim = int(config.vision_config.hidden_size)
+        self.text_tokens = min(TEXT_TOKENS, int(config.text_config.max_position_embeddings))
+        self._lock = threading.Lock()  # one forward pass at a time on a shared model
+        self._weights: str | None = None
+        with torch.no_grad():
+            self._scale = float(self.model.logit_scale.float().item())
+            self._bias = float(self.model.logit_bias.float().item())
+
+    @classmethod
+    def from_loaded(
+        cls, model: Any, tokenizer: Any = None, *, model_id: str = "in-memory", batch_size: int = 8
+    ) -> TransformersEmbedder:
+        """Wrap a ``SiglipModel`` already in memory (benchmarks, notebooks); its weights have no digest."""
+        self = cls.__new__(cls)
+        self.model_id, self.folder, self.batch_size = model_id, None, batch_size
+        self.model, self.tokenizer = model.eval(), tokenizer
+        param = next(model.parameters())
+        self.device, self.dtype = param.device.type, param.dtype
+        self._setup(model.config)
+        self._weights = "unsaved"
+        return self
 
     def _check_open(self) -> None:
         if self.model is None:
@@ -189,7 +207,7 @@ class TransformersEmbedder:
     def identity(self) -> dict[str, Any]:
         from aris.digests import folder_digest
 
-        if self._weights is None:
+        if self._weights is None and self.folder is not None:
             self._weights = folder_digest(self.folder)
         return {
             "model": self.model_id,

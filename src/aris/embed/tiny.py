@@ -117,7 +117,7 @@ def build_tiny_siglip(root: Path, *, image_size: int = 32, seed: int = 0) -> Pat
         )
         torch.manual_seed(seed)
         model = SiglipModel(config)
-        model.eval()  # type: ignore[no-untyped-call]
+        model.eval()
         with torch.no_grad():  # SigLIP's initial temperature and bias (log 10, -10)
             model.logit_scale.fill_(float(torch.log(torch.tensor(10.0))))
             model.logit_bias.fill_(-10.0)

@@ -36,7 +36,7 @@ def _structured(result) -> dict:  # type: ignore[no-untyped-def]
 
 
 def test_embeddings_search_jobs_and_mcp_on_a_live_server(  # type: ignore[no-untyped-def]
-    embed_env: Path, embedder, class_folder: Path, aris_home: Path, samples
+    embed_env: Path, embedder, class_folder: Path, aris_home: Path, samples, monkeypatch
 ) -> None:
     import mcp
     from mcp.client.streamable_http import streamable_http_client
@@ -48,6 +48,8 @@ def test_embeddings_search_jobs_and_mcp_on_a_live_server(  # type: ignore[no-unt
     from aris.server.settings import ServerSettings
 
     settings = ArisSettings.from_flags()
+    # The server's settings name the embedder; jobs and MCP must use them, not the environment.
+    monkeypatch.delenv("ARIS_EMBED_MODEL")
     store = EmbeddingStore.open(settings)
     ix = ImageIndex.open(settings)
     ix.add([class_folder], embedder, store)
@@ -88,7 +90,9 @@ def test_embeddings_search_jobs_and_mcp_on_a_live_server(  # type: ignore[no-unt
             far = run_task(
                 "zero-shot", img, models=models, options={"labels": ["adipose", "mucus", "debris"]}
             )
-        near = run_task("zero-shot", img, options={"labels": ["adipose", "mucus", "debris"]})
+        near = run_task(
+            "zero-shot", img, models=Models(settings), options={"labels": ["adipose", "mucus", "debris"]}
+        )
         assert far.engine == "openai"
         for lab in ("adipose", "mucus", "debris"):
             assert far.parsed["softmax"][lab] == pytest.approx(near.parsed["softmax"][lab], abs=2e-3)
@@ -150,9 +154,9 @@ def test_embeddings_search_jobs_and_mcp_on_a_live_server(  # type: ignore[no-unt
                     )
                 )
                 assert zs["parsed"]["softmax"]["adipose"] == pytest.approx(
-                    run_task("zero-shot", img, options={"labels": ["adipose", "mucus"]}).parsed["softmax"][
-                        "adipose"
-                    ],
+                    run_task(
+                        "zero-shot", img, models=Models(settings), options={"labels": ["adipose", "mucus"]}
+                    ).parsed["softmax"]["adipose"],
                     abs=1e-6,
                 )
                 found = _structured(await s.call_tool("search_images", {"path": str(img), "k": 2}))

@@ -62,6 +62,18 @@ class EmbedService:
 
 _SHARED: dict[str, EmbedService] = {}
 _SHARED_LOCK = threading.Lock()
+# The server's service: its tasks (jobs, MCP run_task) use the embedder `aris serve` was configured with,
+# loaded once, rather than one loaded per job from the environment.
+_DEFAULT: EmbedService | None = None
+
+
+def set_process_default(service: EmbedService | None) -> None:
+    global _DEFAULT
+    _DEFAULT = service
+
+
+def process_default() -> EmbedService | None:
+    return _DEFAULT
 
 
 def shared(settings: ArisSettings) -> EmbedService:
@@ -85,6 +97,7 @@ def shared(settings: ArisSettings) -> EmbedService:
 
 
 def close_shared() -> None:
+    set_process_default(None)
     with _SHARED_LOCK:
         services = list(_SHARED.values())
         _SHARED.clear()

@@ -67,17 +67,20 @@ class ZeroShotOptions(EmbedOptions):
         return v
 
 
-def _embedder(ctx: RunContext | None) -> Embedder:
-    if ctx is None:
-        raise ConfigError("this task needs the runner's models (run it through aris.runner.run_task)")
-    embedder: Embedder = ctx.models.get("embedder")
-    return embedder
+def _embedder(ctx: RunContext) -> tuple[Embedder, Any, bool]:
+    """The embedder, the embedding store, and whether the store is this run's to close.
 
-
-def _store(ctx: RunContext) -> Any:
+    A server's own embedder (``aris serve``'s settings, loaded once) serves its jobs unless the caller
+    handed one in; elsewhere the runner's models load it from the settings.
+    """
+    from aris.embed.service import process_default
     from aris.embed.store import EmbeddingStore
 
-    return EmbeddingStore.open(ctx.models.settings)
+    svc = process_default()
+    if svc is not None and not ctx.models.has("embedder"):
+        return svc.embedder(), svc.store(), False
+    embedder: Embedder = ctx.models.get("embedder")
+    return embedder, EmbeddingStore.open(ctx.models.settings), True
 
 
 def _round(x: float) -> float:
@@ -99,13 +102,13 @@ class _EmbedTask(Task):
     def _embed(self, inputs: list[PreparedInput], ctx: RunContext) -> tuple[Embedder, Any]:
         from aris.embed.embedding import embed_prepared
 
-        embedder = _embedder(ctx)
-        store = _store(ctx)
+        embedder, store, own = _embedder(ctx)
         try:
             ctx.check_cancelled()
             emb = embed_prepared(embedder, inputs[0], store=store, on_batch=lambda *_: ctx.check_cancelled())
         finally:
-            store.close()
+            if own:
+                store.close()
         return embedder, emb
 
     def _result(

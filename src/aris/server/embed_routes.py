@@ -174,8 +174,20 @@ async def index_search(body: SearchRequest, request: Request) -> dict[str, Any]:
 
 
 def attach(app: FastAPI) -> None:
-    """Add the routes, and close the process's embedder when the app stops."""
+    """Add the routes, make the server's embedder the one its jobs use, close it when the app stops."""
+    from aris.embed.service import set_process_default, shared
+
     app.include_router(router)
+
+    async def start(app: FastAPI) -> None:
+        settings = getattr(app.state, "aris_settings", None)
+        if settings is not None:
+            app.state.embed = shared(settings)  # loads nothing until first used
+            set_process_default(app.state.embed)
+
+    starts = getattr(app.state, "startup_hooks", None)
+    if isinstance(starts, list):
+        starts.append(start)
 
     async def close(app: FastAPI) -> None:
         from aris.embed.service import close_shared

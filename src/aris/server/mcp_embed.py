@@ -30,13 +30,13 @@ def register(srv: Any, *, roots: list[Path] | None, max_bytes: int) -> None:
 
     def _search(text: str | None, path: str | None, k: int, index: str, kind: str) -> dict[str, Any]:
         from aris.config import ArisSettings
-        from aris.embed.service import shared
+        from aris.embed.service import process_default, shared
 
         if (text is None) == (path is None):
             raise ArisError("give exactly one of text or path")
         if not 1 <= k <= 100:
             raise ArisError("k must be between 1 and 100")
-        svc = shared(ArisSettings.from_flags())
+        svc = process_default() or shared(ArisSettings.from_flags())
         ix = svc.index(index)
         embedder = svc.embedder()
         if text is not None:

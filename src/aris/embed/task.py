@@ -67,17 +67,31 @@ class ZeroShotOptions(EmbedOptions):
         return v
 
 
-def _embedder(ctx: RunContext) -> tuple[Embedder, Any, bool]:
-    """The embedder, the embedding store, and whether the store is this run's to close.
+def _server_service(ctx: RunContext) -> Any:
+    """The server's embed service when the caller chose nothing itself, else None.
 
-    A server's own embedder (``aris serve``'s settings, loaded once) serves its jobs unless the caller
-    handed one in; elsewhere the runner's models load it from the settings.
+    The server's job path and MCP pass just the generator: no embedder and no settings of their own
+    (``Models._settings`` stays None until someone reads ``settings``). Then the embedder ``aris serve``
+    was configured with, loaded once, serves the task.
     """
     from aris.embed.service import process_default
-    from aris.embed.store import EmbeddingStore
 
     svc = process_default()
-    if svc is not None and not ctx.models.has("embedder"):
+    unset = getattr(ctx.models, "_settings", None) is None
+    return svc if svc is not None and unset and not ctx.models.has("embedder") else None
+
+
+def _settings(ctx: RunContext) -> Any:
+    svc = _server_service(ctx)
+    return svc.settings if svc is not None else ctx.models.settings
+
+
+def _embedder(ctx: RunContext) -> tuple[Embedder, Any, bool]:
+    """The embedder, the embedding store, and whether the store is this run's to close."""
+    from aris.embed.store import EmbeddingStore
+
+    svc = _server_service(ctx)
+    if svc is not None:
         return svc.embedder(), svc.store(), False
     embedder: Embedder = ctx.models.get("embedder")
     return embedder, EmbeddingStore.open(ctx.models.settings), True
@@ -151,7 +165,7 @@ class ZeroShot(_EmbedTask):
         if options.labels and options.label_set:
             raise ConfigError("task zero-shot: give labels or label_set, not both")
         if options.label_set:
-            ls = label_set(options.label_set, ctx.models.settings if ctx else None)
+            ls = label_set(options.label_set, _settings(ctx) if ctx else None)
             labels, templates = list(ls.labels), list(options.templates or ls.templates)
         else:
             labels, templates = (
@@ -252,7 +266,7 @@ class ProbePredict(_EmbedTask):
         if not opts.probe:
             raise ConfigError("task probe: name the probe (--probe NAME; see aris probe train)")
         ctx = ctx or RunContext()
-        probe = Probe.load_named(ctx.models.settings, opts.probe)
+        probe = Probe.load_named(_settings(ctx), opts.probe)
         embedder, emb = self._embed(inputs, ctx)
         identity_check(probe, embedder)
         proba = probe.predict_proba(emb.pooled[None, :])[0]

@@ -116,3 +116,23 @@ def test_faiss_vectors_survive_reopen_and_other_writers(tmp_path: Path) -> None:
     assert d.count() == 20
     d.close()
     c.close()
+
+
+def test_a_flat_folder_of_two_series_gives_one_item_per_series(embedder, samples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for name in ("cardiac_ct5n_5slices", "head_ct2_4slices"):
+        for f in samples(f"dicom/ct_series/{name}").iterdir():
+            shutil.copy(f, mixed / f"{name}-{f.name}")
+    ix = ImageIndex(tmp_path / "ix", backend="faiss")
+    report = ix.add([mixed], embedder, None)
+    assert not report.failed
+    items = ix.items()
+    assert sorted(it["parts"] for it in items) == [4, 5]  # neither series dropped for the other
+    assert all(it["display"].startswith("mixed (series ") for it in items)
+    assert len({it["uids"]["SeriesInstanceUID"] for it in items}) == 2
+    again = ix.add([mixed], embedder, None)
+    assert len(again.skipped) == 2
+    ix.close()

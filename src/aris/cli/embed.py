@@ -111,10 +111,11 @@ def embed_cmd(
     pooled, names = [], []
     with _embedding(settings) as (embedder, store), _progress() as progress:
         overall = progress.add_task("embedding", total=len(found))
-        for path, display in found:
+        for item in found:
+            display = item.display
             progress.update(overall, description=f"embedding {escape(_short(display, 40))}")
             try:
-                prepared = read(path, kind=kind)
+                prepared = read(item.path, kind=kind, **item.options)
                 part = progress.add_task("  images", total=len(prepared.images))
 
                 def on_batch(n: int, _total: int, part: Any = part) -> None:

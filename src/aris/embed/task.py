@@ -98,7 +98,8 @@ def _embedder(ctx: RunContext) -> tuple[Embedder, Any, bool]:
 
 
 def _round(x: float) -> float:
-    return round(float(x), 6)
+    """Six significant digits: a sigmoid of 3e-9 must not print as 0."""
+    return float(f"{float(x):.6g}")
 
 
 class _EmbedTask(Task):

@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS items (
     source TEXT,
     kind TEXT NOT NULL,
     read_kind TEXT NOT NULL,
+    read_options TEXT NOT NULL,
     uids TEXT NOT NULL,
     n_parts INTEGER NOT NULL,
     added REAL NOT NULL
@@ -120,35 +121,79 @@ def dicom_uids(path: Path) -> dict[str, str]:
     return {}
 
 
-def _is_one_input(path: Path) -> bool:
-    """A flat folder that reads as one DICOM series or slide pyramid is one item; others are walked."""
-    if any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir()):
-        return False
-    from aris.inputs.detect import detect_kind
+@dataclass(frozen=True)
+class Found:
+    """One input under the paths given: where it is, its display name, the reader options it needs."""
 
-    try:
-        return detect_kind(path) in ("ct", "mri", "wsi")
-    except ArisError:
-        return False
+    path: Path
+    display: str
+    options: dict[str, str] = field(default_factory=dict)
 
 
-def discover(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
-    """Each input under ``paths`` with its display name (relative to the folder given)."""
+def _series_in(folder: Path) -> dict[str, int | None]:
+    """SeriesInstanceUID -> SeriesNumber of the CT/MR image files directly in ``folder``."""
+    import pydicom
+
+    out: dict[str, int | None] = {}
+    for f in sorted(folder.iterdir()):
+        if not f.is_file() or f.name.startswith("."):
+            continue
+        try:
+            ds = pydicom.dcmread(
+                f, stop_before_pixels=True, specific_tags=["SeriesInstanceUID", "SeriesNumber", "Modality"]
+            )
+        except Exception:  # not DICOM, or unreadable: the reader reports what matters
+            continue
+        if str(ds.get("Modality", "")).upper() in ("CT", "MR") and ds.get("SeriesInstanceUID"):
+            number = ds.get("SeriesNumber")
+            out.setdefault(str(ds.SeriesInstanceUID), int(number) if number not in (None, "") else None)
+    return out
+
+
+def _walk(p: Path, base: Path) -> Iterator[Found]:
+    if p.name.startswith(".") or p.name == "__MACOSX" or p.name.upper() == "DICOMDIR":
+        return
+    display = p.relative_to(base).as_posix()
+    if p.is_file():
+        yield Found(p, display)
+        return
+    flat = not any(c.is_dir() and not c.name.startswith(".") for c in p.iterdir())
+    if flat:
+        from aris.inputs.detect import detect_kind
+
+        try:
+            kind = detect_kind(p)
+        except ArisError:
+            kind = None
+        if kind == "wsi":
+            yield Found(p, display)
+            return
+        if kind in ("ct", "mri"):
+            series = _series_in(p)
+            if len(series) <= 1:
+                yield Found(p, display)
+                return
+            # Several series in one folder: each is an item of its own, never one picked silently.
+            for i, (uid, number) in enumerate(
+                sorted(series.items(), key=lambda kv: (kv[1] is None, kv[1] or 0, kv[0]))
+            ):
+                yield Found(
+                    p, f"{display} (series {number if number is not None else i + 1})", {"series_uid": uid}
+                )
+            return
+    for child in sorted(p.iterdir()):
+        yield from _walk(child, base)
+
+
+def discover(paths: Iterable[Path]) -> Iterator[Found]:
+    """Each input under ``paths``: a file, a flat folder that is one DICOM series or slide pyramid (one
+    item per series when it holds several), and everything under other folders; display names are
+    relative to the folder given."""
     for root in paths:
         root = Path(root).expanduser()
         if not root.exists():
             raise InputError(root, "no such file or folder")
         yield from _walk(root, root.parent)
-
-
-def _walk(p: Path, base: Path) -> Iterator[tuple[Path, str]]:
-    if p.name.startswith(".") or p.name == "__MACOSX" or p.name.upper() == "DICOMDIR":
-        return
-    if p.is_file() or _is_one_input(p):
-        yield p, p.relative_to(base).as_posix()
-        return
-    for child in sorted(p.iterdir()):
-        yield from _walk(child, base)
 
 
 class ImageIndex:
@@ -265,10 +310,11 @@ class ImageIndex:
         ]
 
     @staticmethod
-    def source_key(path: Path, kind: str) -> str:
+    def source_key(path: Path, kind: str, options: dict[str, str] | None = None) -> str:
         from aris.batch.manifest import path_digest
 
-        return hashlib.sha256(f"aris-index-v1\0{path_digest(path)}\0{kind}".encode()).hexdigest()
+        opts = json.dumps(options or {}, sort_keys=True)
+        return hashlib.sha256(f"aris-index-v1\0{path_digest(path)}\0{kind}\0{opts}".encode()).hexdigest()
 
     def _find(self, source_key: str) -> int | None:
         row = self._db.execute("SELECT id FROM items WHERE source_key = ?", (source_key,)).fetchone()
@@ -284,6 +330,7 @@ class ImageIndex:
         source_key: str,
         source: str | None,
         read_kind: str = "auto",
+        read_options: dict[str, str] | None = None,
         uids: dict[str, str] | None = None,
     ) -> tuple[int, bool]:
         """Embed (or take from the store) and index one prepared input: (id, whether the model ran)."""
@@ -301,8 +348,8 @@ class ImageIndex:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 cur = self._db.execute(
-                    "INSERT INTO items (source_key, input_digest, display, source, kind, read_kind, uids, n_parts, added) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO items (source_key, input_digest, display, source, kind, read_kind, read_options, "
+                    "uids, n_parts, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         source_key,
                         emb.digest,
@@ -310,6 +357,7 @@ class ImageIndex:
                         source,
                         prepared.kind,
                         read_kind,
+                        json.dumps(read_options or {}, sort_keys=True),
                         json.dumps(uids),
                         len(emb.labels),
                         time.time(),
@@ -338,14 +386,19 @@ class ImageIndex:
         self.check_model(embedder)
         found = list(discover(paths))
         report = AddReport()
-        for i, (path, display) in enumerate(found):
+        for i, item in enumerate(found):
+            path, display = item.path, item.display
             try:
-                key = self.source_key(path, kind)
+                key = self.source_key(path, kind, item.options)
                 have = self._find(key)
                 if have is not None:
                     report.skipped.append((have, display))
                 else:
-                    prepared = read(path, kind=kind)
+                    prepared = read(path, kind=kind, **item.options)
+                    uids = dicom_uids(path)
+                    if "series_uid" in item.options:
+                        uids["SeriesInstanceUID"] = item.options["series_uid"]
+                        uids.pop("SOPInstanceUID", None)
                     item_id, ran = self.add_prepared(
                         prepared,
                         embedder,
@@ -354,7 +407,8 @@ class ImageIndex:
                         source_key=key,
                         source=str(path.resolve()),
                         read_kind=kind,
-                        uids=dicom_uids(path),
+                        read_options=item.options,
+                        uids=uids,
                     )
                     report.added.append((item_id, display))
                     report.embedded += int(ran)
@@ -449,14 +503,17 @@ class ImageIndex:
         from aris.inputs import read
 
         report = AddReport()
-        rows = self._db.execute("SELECT id, display, source, read_kind FROM items ORDER BY id").fetchall()
+        rows = self._db.execute(
+            "SELECT id, display, source, read_kind, read_options FROM items ORDER BY id"
+        ).fetchall()
         vectors: list[tuple[int, np.ndarray, str, int]] = []
         dropped: list[int] = []
-        for i, (item_id, display, source, read_kind) in enumerate(rows):
+        for i, (item_id, display, source, read_kind, read_options) in enumerate(rows):
             try:
                 if not source:
                     raise InputError(None, "no source path recorded")
-                emb = embed_prepared(embedder, read(Path(source), kind=read_kind), store=store)
+                prepared = read(Path(source), kind=read_kind, **json.loads(read_options))
+                emb = embed_prepared(embedder, prepared, store=store)
                 vectors.append((int(item_id), emb.pooled, emb.digest, len(emb.labels)))
                 report.added.append((int(item_id), display))
                 report.embedded += int(not emb.cached)
@@ -505,4 +562,4 @@ class ImageIndex:
         self._db.close()
 
 
-__all__ = ["AddReport", "Hit", "ImageIndex", "dicom_uids", "discover"]
+__all__ = ["AddReport", "Found", "Hit", "ImageIndex", "dicom_uids", "discover"]

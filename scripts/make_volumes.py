@@ -41,7 +41,10 @@ from pydicom.uid import (
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "tests" / "data"
-SOURCES = {"ct_small": "dicom/ct/CT_small.dcm", "ankle": "dicom/ct/CT-MONO2-16-ankle.dcm"}
+# ct_small: a real axial CT slice, 128x128 (pydicom, downsized from NEMA WG04 CT1; MIT).
+# ect_frame1: frame 1 of a 512x512 Enhanced CT (pydicom-data, NEMA; MIT): a perfusion (rCBF) map in
+# CT storage, so its values are not tissue HU; use it when a native 512 source matters more than realism.
+SOURCES = {"ct_small": "dicom/ct/CT_small.dcm", "ect_frame1": "dicom/ct/eCT_Supplemental.dcm"}
 UID_PREFIX = "1.2.826.0.1.3680043.8.498."  # pydicom's root: these files are test data, not patients
 
 # (slope, intercept, signed): stored = (HU - intercept) / slope is an integer for every integer HU in
@@ -120,6 +123,9 @@ class BuiltStudy:
 @cache
 def _source_hu(source: str, data_root: str) -> np.ndarray:
     ds = pydicom.dcmread(Path(data_root) / SOURCES[source])
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:  # enhanced CT: rescale lives in the functional groups
+        rescale = ds.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence[0]
+        return ds.pixel_array[0] * float(rescale.RescaleSlope) + float(rescale.RescaleIntercept)
     return apply_modality_lut(ds.pixel_array, ds)
 
 

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Run the test suite. Installs the Debian packages the service tests drive (chromium for the
-# web UI, PostgreSQL for the store) when they are missing and we may install them.
+# web UI, PostgreSQL for the store, Orthanc with its DICOMweb and GDCM plugins for the PACS node)
+# when they are missing and we may install them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v pg_config >/dev/null 2>&1 || need+=(postgresql)
+{ command -v Orthanc || [ -x /usr/sbin/Orthanc ]; } >/dev/null 2>&1 || need+=(orthanc)
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
+[ -e /usr/share/orthanc/plugins/libOrthancGdcm.so ] || need+=(orthanc-gdcm)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing ${need[*]} (Debian)"

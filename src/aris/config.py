@@ -17,6 +17,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from aris.pacs.settings import NodeSettings, PacsConnection
+
 
 def config_path() -> Path:
     return Path(os.environ.get("ARIS_CONFIG", Path.home() / ".config" / "aris" / "config.toml"))
@@ -94,6 +96,16 @@ class ArisSettings(BaseSettings):
     )
     engine_args: dict[str, Any] = Field(
         default_factory=dict, description="Settings a plugin engine reads, KEY=VALUE (repeat the flag)."
+    )
+    pacs: dict[str, PacsConnection] = Field(
+        default_factory=dict,
+        description="Named PACS connections ([pacs.NAME] tables; dicomweb://NAME/... URLs).",
+        json_schema_extra={"cli": False},
+    )
+    node: NodeSettings = Field(
+        default_factory=NodeSettings,
+        description="The DICOM node ([node] table): AE title, port, routing rules.",
+        json_schema_extra={"cli": False},
     )
 
     @field_validator("engine")

@@ -12,7 +12,7 @@ from typing import Any
 from aris.engines.base import Engine
 from aris.prompt import build_turns, count_images, prompt_hash
 from aris.result import Result, Timings
-from aris.thinking import ThoughtSplitter
+from aris.thinking import ThoughtSplitter, split_text
 from aris.types import GenerationParams, Message, Provenance
 
 logger = logging.getLogger(__name__)
@@ -32,23 +32,22 @@ def generate(
 ) -> Result:
     """Run one conversation through ``engine`` and record it.
 
-    Thought never reaches ``text`` or an ``answer`` piece, whatever chunks the engine streams.
+    Thought never reaches ``text`` or an ``answer`` piece, whatever chunks the engine streams
+    (:mod:`aris.thinking`). ``text`` and ``thought`` are read from the whole reply, so they follow
+    the rule even where a live stream could not take back what it sent.
     """
     params = params or GenerationParams()
     turns = build_turns(messages, think=params.think)
     engine.check_budget(turns, params)
     digest = prompt_hash(turns)
-    splitter = ThoughtSplitter()
+    splitter = ThoughtSplitter(think=params.think)
     raw: list[str] = []
-    answer: list[str] = []
-    thought: list[str] = []
     t0 = time.perf_counter()
     first: float | None = None
 
     def take(pieces: list) -> None:  # type: ignore[type-arg]
-        for piece in pieces:
-            (thought if piece.kind == "thought" else answer).append(piece.text)
-            if on_piece is not None:
+        if on_piece is not None:
+            for piece in pieces:
                 on_piece(piece.kind, piece.text)
 
     stream = engine.stream(turns, params)
@@ -66,13 +65,14 @@ def generate(
             close()
     gen_s = time.perf_counter() - t0
     raw_text = "".join(raw)
+    thought, answer = split_text(raw_text)
     logger.info("generated %d chars in %.2fs (prompt %s)", len(raw_text), gen_s, digest[:12])
     return Result(
         task=task,
         model=engine.model_id,
         engine=engine.kind,
-        text="".join(answer).strip(),
-        thought="".join(thought).strip() or None,
+        text=answer.strip(),
+        thought=thought.strip() or None,
         raw=raw_text,
         prompt_sha256=digest,
         params=settings_record(params),

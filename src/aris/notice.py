@@ -5,10 +5,6 @@ NOTICE = (
     "treatment without review by a qualified clinician."
 )
 
-DEMO_NOTICE = (
-    "Demo model: a tiny, randomly initialised Gemma 3 vision-language model ran this prompt to show the "
-    "path end to end. Its words are noise, not medical output."
-)
 
 HAI_DEF_TERMS = (
     "MedGemma weights are gated under the Health AI Developer Foundations terms of use "

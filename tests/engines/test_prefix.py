@@ -59,7 +59,7 @@ def test_transformers_continues_from_the_images_cache_with_the_same_logits(
     with torch.inference_mode():
         whole = engine.model(**inputs).logits[0, -1]
         head = {k: (v[:, :boundary] if v.dim() == 2 else v) for k, v in inputs.items()}
-        cache = engine.model(**head, use_cache=True).past_key_values
+        cache = engine.model(**head, use_cache=True).cache
         tail = engine.model(
             input_ids=ids[:, boundary:],
             attention_mask=inputs["attention_mask"],

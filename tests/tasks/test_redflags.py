@@ -67,6 +67,72 @@ def test_ordinary_or_negated_words_do_not(text: str) -> None:
     assert ids(text) == set()
 
 
+# Issue 13: a patient's phrasings, each with the flags it must raise (and nothing else: the rules are
+# deterministic, so a phrasing that raises an extra flag is a bug in a rule too).
+PHRASINGS = [
+    # suicidality
+    ("I'm not sure I want to live anymore", {"suicide"}),
+    ("Honestly I don't know if I want to go on", {"suicide"}),
+    ("I don't want to be here anymore", {"suicide"}),
+    ("Sometimes I wish I was dead", {"suicide"}),
+    ("I wish I could go to sleep and never wake up", {"suicide"}),
+    ("I've thought about ending my life", {"suicide"}),
+    ("Life isn't worth living", {"suicide"}),
+    ("There's no point living anymore", {"suicide"}),
+    ("I just want to end it", {"suicide"}),
+    ("Nobody would miss me if I was gone", {"suicide"}),
+    ("I took a whole bottle of my pills an hour ago", {"suicide"}),
+    ("I can't go on like this", {"suicide"}),
+    # chest pain (with what makes it an emergency)
+    ("There's pressure in my chest and my left arm is numb", {"cardiac", "stroke"}),  # a numb arm is both
+    ("Tightness in my chest spreading to my jaw", {"cardiac"}),
+    ("Chest pain and I feel like I'm going to pass out", {"cardiac"}),
+    ("I have chest pain and I feel sick to my stomach", {"cardiac"}),
+    ("My chest is tight and I'm lightheaded", {"cardiac"}),
+    # stroke signs
+    ("The left side of my face is drooping", {"stroke"}),
+    ("My words are coming out wrong", {"stroke"}),
+    ("Suddenly I can't see out of my left eye", {"stroke"}),
+    ("Sudden severe headache, the worst I've ever had", {"stroke"}),
+    ("I suddenly can't move my right leg", {"stroke"}),
+    ("My husband's speech is slurred and his face looks droopy", {"stroke"}),
+    # anaphylaxis
+    ("My throat feels like it's closing up", {"anaphylaxis"}),
+    ("I ate shrimp and now I have hives and I'm wheezing", {"anaphylaxis"}),
+    ("Hives all over and I feel faint", {"anaphylaxis"}),
+    ("I'm having an allergic reaction and it's hard to breathe", {"anaphylaxis"}),
+    ("I am not able to breathe", {"breathing"}),
+    # sepsis signs
+    ("I have a fever and I'm confused", {"sepsis"}),
+    ("Chills and shivering, and my heart is racing", {"sepsis"}),
+    ("My UTI got worse and now I'm confused", {"sepsis"}),
+    ("I have an infection and my skin looks mottled", {"sepsis"}),
+    ("The doctor said it might be sepsis", {"sepsis"}),
+    ("High fever and my blood pressure is very low", {"sepsis"}),
+    # negated, historical, hypothetical or harmless: nothing
+    ("I'm not sure I want to go to the hospital", set()),
+    ("I want to live a long and healthy life", set()),
+    ("I have never thought about killing myself", set()),
+    ("This headache is killing me", set()),
+    ("I cut myself shaving this morning", set()),
+    ("My grandfather died of a heart attack and I get short of breath on stairs", set()),
+    ("What should I do if I get chest pain and shortness of breath?", set()),
+    ("Is a rash with hives and trouble breathing a side effect of this drug?", set()),
+    ("I had a seizure years ago", set()),
+    ("No fever, no confusion", set()),
+    ("My heart races when I drink coffee", set()),
+    ("I have hives from the new detergent", set()),
+    ("I feel dizzy when I stand up quickly", set()),
+    ("No hives and no trouble breathing", set()),
+    ("My chest pain went away and I can breathe fine now", set()),
+]
+
+
+@pytest.mark.parametrize(("text", "flags"), PHRASINGS)
+def test_phrasings_raise_exactly_their_flags(text: str, flags: set[str]) -> None:
+    assert ids(text) == flags
+
+
 def test_concepts_combine_across_answers() -> None:
     answers = ["I have chest pain", "it started two hours ago", "now I'm short of breath too"]
     assert "cardiac" not in ids(answers[:2])

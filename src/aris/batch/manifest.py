@@ -4,6 +4,9 @@ A worklist is a folder (one item per study/series sub-folder or per file), or a 
 row per item: ``path`` (several inputs separated by ``|``; empty for a text-only question), and
 optionally ``question``, ``kind``, ``options`` (reader options, a JSON object) and ``task_options``.
 Relative paths are relative to the worklist file.
+
+A worklist can also be a search URL of a remote source (``dicomweb://pacs?ModalitiesInStudy=CT``), and an
+item's input a URL (``dicomweb://pacs/studies/<uid>``): see :mod:`aris.pacs.source`.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +31,7 @@ LIST_SUFFIXES = {".csv", ".jsonl", ".ndjson"}
 class WorkItem:
     """One unit of a batch: its input paths (none for a text-only question) and how to read them."""
 
-    paths: tuple[Path, ...]
+    paths: tuple[Path | str, ...]  # a str is a remote source's URL (dicomweb://...)
     question: str | None = None
     kind: str = "auto"
     options: dict[str, Any] = field(default_factory=dict)
@@ -47,7 +51,7 @@ class WorkItem:
         task_options: dict[str, Any] | None = None,
     ) -> WorkItem:
         return cls(
-            paths=tuple(Path(p) for p in ref.split("|") if p),
+            paths=tuple(source_url(p) or Path(p) for p in ref.split("|") if p),
             question=question,
             kind=kind or "auto",
             options=dict(options or {}),
@@ -91,9 +95,9 @@ def path_digest(path: Path) -> str:
     return hashlib.sha256(b"aris-unreadable-v1\0" + str(path).encode()).hexdigest()
 
 
-def input_digest(paths: Iterable[Path]) -> str:
+def input_digest(paths: Iterable[Path | str]) -> str:
     """One digest for an item's inputs, in order (a prior and a current film are not interchangeable)."""
-    digests = [path_digest(p) for p in paths]
+    digests = [_ref_digest(p) for p in paths]
     if len(digests) == 1:
         return digests[0]
     return hashlib.sha256(("inputs-v1:" + ",".join(digests)).encode()).hexdigest()
@@ -123,9 +127,12 @@ def job_fingerprint(
 # -- reading worklists -----------------------------------------------------------------------------
 
 
-def load_worklist(source: Path, *, question: str | None = None, kind: str = "auto") -> list[WorkItem]:
+def load_worklist(source: Path | str, *, question: str | None = None, kind: str = "auto") -> list[WorkItem]:
     """Items of a folder or a CSV/JSONL worklist. ``question``/``kind`` apply to rows that set none."""
-    source = source.expanduser().absolute()  # stored refs must not depend on the working folder
+    url = source_url(source)
+    if url is not None:
+        return _source_worklist(url, question, kind)
+    source = Path(source).expanduser().absolute()  # stored refs must not depend on the working folder
     if not source.exists():
         raise InputError(source, "no such worklist (a folder, a .csv or .jsonl file, or a batch id)")
     if source.is_dir():
@@ -189,9 +196,12 @@ def _row_item(source: Path, n: int, row: dict[str, Any], question: str | None, k
     ref = str(row.get("path") or row.get("input") or "").strip()
     base = source.parent
     paths = tuple(
-        Path(os.path.expanduser(p.strip()))
-        if Path(os.path.expanduser(p.strip())).is_absolute()
-        else base / p.strip()
+        source_url(p.strip())
+        or (
+            Path(os.path.expanduser(p.strip()))
+            if Path(os.path.expanduser(p.strip())).is_absolute()
+            else base / p.strip()
+        )
         for p in ref.split("|")
         if p.strip()
     )
@@ -206,3 +216,44 @@ def _row_item(source: Path, n: int, row: dict[str, Any], question: str | None, k
         options=_json_field(source, n, "options", row.get("options")),
         task_options=_json_field(source, n, "task_options", row.get("task_options")),
     )
+
+
+# -- remote sources (aris.inputs.SOURCES): URL worklists and URL inputs --------------------------------
+
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/+(.*)$", re.DOTALL)
+
+
+def source_url(ref: str | Path) -> str | None:
+    """``scheme://...`` if ``ref`` is a registered source's URL (also in the one-slash form a Path leaves)."""
+    m = _URL.match(str(ref))
+    if m is None:
+        return None
+    from aris.inputs import SOURCES
+
+    scheme = m.group(1).lower()
+    return f"{scheme}://{m.group(2)}" if scheme in SOURCES else None
+
+
+def _ref_digest(ref: Path | str) -> str:
+    """A URL's digest comes from its source (no download); one it cannot give is a name digest, so the
+    item is still created and fails with the source's error when it runs."""
+    url = source_url(ref)
+    if url is None:
+        return path_digest(Path(ref))
+    from aris.errors import ArisError
+    from aris.inputs import SOURCES
+
+    try:
+        return str(SOURCES.get(url.split("://", 1)[0]).digest(url))
+    except ArisError:
+        return hashlib.sha256(b"aris-unreadable-v1\0" + url.encode()).hexdigest()
+
+
+def _source_worklist(url: str, question: str | None, kind: str) -> list[WorkItem]:
+    from aris.inputs import SOURCES
+
+    source = SOURCES.get(url.split("://", 1)[0])
+    if not hasattr(source, "worklist"):
+        raise InputError(url, "this source names one input, not a worklist")
+    items: list[WorkItem] = source.worklist(url, question=question, kind=kind)
+    return items

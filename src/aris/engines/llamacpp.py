@@ -120,6 +120,7 @@ class LlamaCppEngine(Engine):
         import llama_cpp
         from llama_cpp.llama_chat_format import MTMDChatHandler
 
+        _route_native_logs()
         t0 = time.perf_counter()
         try:
             self._llama = llama_cpp.Llama(
@@ -131,7 +132,6 @@ class LlamaCppEngine(Engine):
         self._image_tokens = IMAGE_TOKENS
         self._image_size: int | None = None
         if projector is not None:
-            _quiet_libmtmd()
             self._handler = MTMDChatHandler(clip_model_path=str(projector), verbose=False)
             try:
                 # Now rather than at the first image: a wrong projector fails at load.
@@ -484,26 +484,31 @@ def _projector_image_size(projector: Path) -> int | None:
     return int(field.contents()) if field is not None else None
 
 
-_LIBMTMD_QUIET: list[Any] = []  # the installed callback, kept alive for as long as libmtmd may call it
+_NATIVE_LOG: list[Any] = []  # the installed callback, kept alive for as long as the libraries may call it
+_native = logging.getLogger("aris.engines.llamacpp.native")
 
 
-def _quiet_libmtmd() -> None:
-    """Silence libmtmd, which prints to stderr even when not verbose, every prompt fragment included.
+def _route_native_logs() -> None:
+    """Send llama.cpp's and libmtmd's own log lines to a Python logger, at DEBUG, instead of stderr.
 
-    llama-cpp-python's own callback cannot be reused: its level table predates ggml's current
-    numbering and lets warnings through. Errors still surface as the exceptions raised here.
+    They print even when not verbose (libmtmd every prompt fragment, which may hold patient text), and
+    llama-cpp-python's own callback reads ggml's log levels from an older numbering and lets warnings
+    through as errors. At DEBUG they stay out of every default log; failures still surface as the
+    exceptions raised here.
     """
-    if _LIBMTMD_QUIET:
+    if _NATIVE_LOG:
         return
     import llama_cpp
     import llama_cpp.mtmd_cpp as mtmd
 
     @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
-    def drop(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        return None
+    def route(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        if _native.isEnabledFor(logging.DEBUG):
+            _native.debug("%s", text.decode("utf-8", "replace").rstrip())
 
-    mtmd.mtmd_helper_log_set(drop, ctypes.c_void_p(0))  # also sets libmtmd's own log
-    _LIBMTMD_QUIET.append(drop)
+    llama_cpp.llama_log_set(route, ctypes.c_void_p(0))
+    mtmd.mtmd_helper_log_set(route, ctypes.c_void_p(0))  # also sets libmtmd's own log
+    _NATIVE_LOG.append(route)
 
 
 class _TokenPicker:

@@ -487,7 +487,7 @@ class TransformersEngine(Engine):
                 }
                 with torch.inference_mode():
                     out = self.model(**head, use_cache=True)
-                self._prefix = (key, out.past_key_values)
+                self._prefix = (key, out.cache)
                 self.prefix_stats["misses"] += 1
             else:
                 self.prefix_stats["hits"] += 1

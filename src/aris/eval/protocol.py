@@ -34,6 +34,7 @@ from aris.registry import Registry
 from aris.result import Result
 from aris.tasks import report_prompts as R
 from aris.tasks.parsing import clean_short, final_answer, match_option, norm
+from aris.tasks.yesno import read_yes_no
 
 YES_NO = ("yes", "no")
 YES_NO_ALIASES = {"yes": ("true", "present", "1"), "no": ("false", "absent", "0")}
@@ -79,10 +80,18 @@ def _parsed(result: Result | Mapping[str, Any], *, first_only: bool) -> Any:
 
 
 def yes_no(text: str | None) -> str | None:
-    """``yes``/``no`` for an answer or a reference ("Yes.", "present", "false"), else None."""
+    """``yes``/``no`` for an answer or a reference ("Yes.", "present", "false", "1"), else None.
+
+    Read by the tasks' yes/no reader (:mod:`aris.tasks.yesno`): "not present" is no; a hedge or a
+    contradiction is None, which scores as no prediction (wrong), never as yes or no.
+    """
     if text is None:
         return None
-    return match_option(str(text), YES_NO, letters=False, aliases=YES_NO_ALIASES)
+    key = str(text).strip().strip(".").strip()  # "1." is 1; "yes?" is not "yes" (a hedge)
+    for value, aliases in YES_NO_ALIASES.items():
+        if key.lower() == value or key.lower() in aliases:
+            return value
+    return read_yes_no(str(text)).value
 
 
 _MOST_LIKELY = re.compile(r"most\s+likely\s+diagnosis\s+is\s*\**\s*[:：]?\s*\**", re.IGNORECASE)
@@ -468,8 +477,10 @@ class _VolumeProtocol(Protocol):
     def prediction(self, result: Result | Mapping[str, Any], item: EvalItem) -> Any:
         from aris.tasks.volume import parse_yes_no
 
+        # The same reading as the task's: with the finding named, only what the reply says about it counts.
+        finding = str(item.extra.get("label") or item.extra.get("condition") or "").strip() or None
         try:
-            return parse_yes_no(first_reply(result))
+            return parse_yes_no(first_reply(result), finding)
         except OutputError:
             return None
 

@@ -161,10 +161,15 @@ def _all_options() -> frozenset[str]:
 
 
 def _scheme(path: object) -> str | None:
-    if isinstance(path, str) and "://" in path:
-        scheme = path.split("://", 1)[0].lower()
-        if scheme.isidentifier():
-            return scheme
+    if isinstance(path, str | Path):
+        text = str(path)
+        scheme, sep, rest = text.partition(":/")
+        if sep and scheme.isidentifier():
+            scheme = scheme.lower()
+            # "scheme://...", or "scheme:/..." of a registered source: what pathlib.Path leaves of a URL
+            # (CLI arguments and batch items are Paths), so a URL survives them.
+            if rest.startswith("/") or scheme in SOURCES:
+                return scheme
     return None
 
 

@@ -21,7 +21,7 @@ from aris.prompt import build_turns, count_images, render
 from aris.server.errors import APIError
 from aris.server.protocol import ChatCompletionRequest
 from aris.server.runner import EngineRunner
-from aris.thinking import Piece, ThoughtSplitter
+from aris.thinking import Piece, ThoughtSplitter, split_text
 from aris.types import GenerationParams, ImagePart, Message, Part, TextPart
 
 MAX_IMAGE_PIXELS = 64_000_000  # a decompression-bomb limit for inline images
@@ -108,25 +108,17 @@ class ChatService:
     async def complete(self, req: ChatCompletionRequest) -> dict[str, Any]:
         turns, params, prompt_tokens = self._prepare(req)
         engine = self.runner.engine
-        splitter = ThoughtSplitter()
         raw: list[str] = []
-        pieces: list[Piece] = []
         t0 = time.perf_counter()
         async for chunk in self.runner.iterate(lambda: engine.stream(turns, params)):
             if not raw:
                 self.runner.metrics.ttft.observe(time.perf_counter() - t0)
             raw.append(chunk)
-            pieces += splitter.feed(chunk)
-        pieces += splitter.finish()
         text = "".join(raw)
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": "".join(p.text for p in pieces if p.kind == "answer").strip(),
-        }
+        thought, answer = split_text(text)  # the whole reply: everything before the last close is thought
+        message: dict[str, Any] = {"role": "assistant", "content": answer.strip()}
         if params.think:
-            message["reasoning_content"] = (
-                "".join(p.text for p in pieces if p.kind == "thought").strip() or None
-            )
+            message["reasoning_content"] = thought.strip() or None
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
@@ -183,7 +175,7 @@ class ChatService:
             return out
 
         async def lines() -> AsyncIterator[str]:
-            splitter = ThoughtSplitter()
+            splitter = ThoughtSplitter(think=params.think)
             raw: list[str] = []
             try:
                 yield event({"role": "assistant", "content": ""})

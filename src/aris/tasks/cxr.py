@@ -9,7 +9,14 @@ from pydantic import Field, ValidationError, field_validator
 
 from aris.inputs.base import Kind, PreparedInput
 from aris.tasks.base import Output, Task, TaskOptions, system_messages
-from aris.tasks.parsing import ParseError, extract_json, match_option, norm, validation_messages
+from aris.tasks.parsing import (
+    ParseError,
+    answer_only,
+    extract_json,
+    match_option,
+    norm,
+    validation_messages,
+)
 from aris.types import Message, TextPart
 
 # -- report ----------------------------------------------------------------------------------------
@@ -70,6 +77,7 @@ class CxrReport(Task):
         return CxrReportOut.model_json_schema() if self.opts(options).format == "json" else None
 
     def parse(self, text: str, inputs: list[PreparedInput], options: Any) -> CxrReportOut:
+        text = answer_only(text)  # a draft report in the thought is not the report
         data: dict[str, Any] | None = None
         if "{" in text:
             try:
@@ -179,6 +187,7 @@ class CxrCompare(Task):
 
     def parse(self, text: str, inputs: list[PreparedInput], options: Any) -> CxrCompareOut:
         o = self.opts(options)
+        text = answer_only(text)
         narrative = ""
         raw: dict[str, str] = {}
         try:

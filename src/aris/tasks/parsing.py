@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from aris.errors import OutputError
 from aris.prompt import THOUGHT_CLOSE, THOUGHT_OPEN
+from aris.tasks.yesno import read_yes_no
 from aris.thinking import split_text
 
 
@@ -30,14 +31,22 @@ class ParseError(OutputError):
 
 
 def answer_only(text: str) -> str:
-    """The answer with any leaked thought removed (thinking on, or a model that thinks unasked)."""
-    if THOUGHT_OPEN in text or THOUGHT_CLOSE in text:
-        _, text = split_text(text)
-        text = text.replace(THOUGHT_OPEN, "").replace(THOUGHT_CLOSE, "")
-    return text.strip()
+    """The answer with any leaked thought removed (thinking on, or a model that thinks unasked).
+
+    The rule of :mod:`aris.thinking`: everything before the last ``<unused95>`` is thought, and a
+    reply that opens a thought (``<unused94>`` or the bare ``thought`` label) without closing it has
+    no answer at all.
+    """
+    _, text = split_text(text)
+    return text.replace(THOUGHT_OPEN, "").replace(THOUGHT_CLOSE, "").strip()
 
 
-_FINAL = re.compile(r"\**\s*final\s+answer\s*\**\s*[:：]\s*\**", re.IGNORECASE)
+# "Final Answer:" anywhere (bold tolerated), or "Final Answer" alone on its line as a markdown
+# heading or bold label ("### Final Answer", "**Final Answer**") with the answer below it.
+_FINAL = re.compile(
+    r"\**\s*final\s+answer\s*\**\s*[:：]\s*\**|^[ \t#>*_]*final\s+answer[ \t*_]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
 
 
 def after_final_answer(text: str) -> str | None:
@@ -139,17 +148,32 @@ def _accepts(value: Any, expect: type | tuple[type, ...] | None) -> bool:
     return expect is None or isinstance(value, expect)
 
 
+def _found(value: Any, salvaged: bool) -> FoundJSON:
+    if salvaged:
+        return FoundJSON(
+            value, truncated=True, notes=[f"the reply was cut off; kept its {len(value)} complete items"]
+        )
+    return FoundJSON(value)
+
+
 def extract_json(text: str, expect: type | tuple[type, ...] | None = None) -> FoundJSON:
     """The reply's JSON value, tolerating prose, fences, thought and a cut-off list.
 
-    Looks, in order: after the last "Final Answer:", in the last ```json fence, then at the last
-    top-level JSON value anywhere. ``expect`` (``dict`` or ``list``) skips values of another type.
+    Looks, in order: the value that opens the text after the last "Final Answer:", then after it
+    in the last ```json fence, then at the last top-level JSON value anywhere (a corrected draft
+    comes after the draft). ``expect`` (``dict`` or ``list``) skips values of another type.
     A list cut off mid-item keeps its complete items (``truncated``, with a note).
     """
     text = answer_only(text)
     regions = []
     tail = after_final_answer(text)
     if tail:
+        # The value that opens the Final Answer is the answer, not an example quoted after it.
+        m = _FENCE.match(tail)
+        head = (m.group(1) if m else tail).lstrip()
+        values = _values(head) if head[:1] in ("{", "[") else []
+        if values and _accepts(values[0][0], expect):
+            return _found(*values[0])
         regions.append(tail)
     regions.append(text)
     for region in regions:
@@ -157,13 +181,7 @@ def extract_json(text: str, expect: type | tuple[type, ...] | None = None) -> Fo
         for body in [*reversed(fences), region]:
             for value, salvaged in reversed(_values(body)):
                 if _accepts(value, expect):
-                    if salvaged:
-                        return FoundJSON(
-                            value,
-                            truncated=True,
-                            notes=[f"the reply was cut off; kept its {len(value)} complete items"],
-                        )
-                    return FoundJSON(value)
+                    return _found(value, salvaged)
     if "{" in text or "[" in text:
         raise ParseError("the reply's JSON is incomplete or malformed (cut off, or not valid JSON)")
     raise ParseError("the reply contains no JSON")
@@ -212,6 +230,11 @@ def match_option(
     Accepts the option itself in any case/punctuation, its letter ("B", "(B)", "B. mild",
     "Option B") when ``letters``, a declared alias, a unique option named inside a longer answer,
     and a near-miss spelling (difflib ratio >= ``cutoff``).
+
+    An option named inside a longer answer does not count where a negation governs it ("not
+    pneumonia", "no longer improving", "rather than edema", "pneumonia is absent"). Options that are
+    yes and no (and maybe) are read by the one yes/no reader (:mod:`aris.tasks.yesno`): "not
+    present" is no, a hedge or a contradiction is None, and no near-miss spelling is guessed.
     """
     raw = clean_short(answer)
     if not raw or not options:
@@ -232,23 +255,76 @@ def match_option(
             if idx >= len(options) or not _names(rest, options[idx], forms):
                 return None  # a letter we did not offer, or a letter that contradicts its words
             return options[idx]
+    by_norm = {norm(o): o for o in options}
+    if {"yes", "no"} <= set(by_norm) <= {"yes", "no", "maybe"}:
+        value = read_yes_no(raw).value
+        return by_norm[value] if value is not None else None
     # a unique option (or alias) named as whole words inside the answer, longest form first
-    hits = {opt for form, opt in forms.items() if form and re.search(rf"(?<!\w){re.escape(form)}(?!\w)", key)}
-    if len(hits) == 1:
-        return hits.pop()
-    if len(hits) > 1:
+    hits, negated = _named_forms(raw, forms)
+    if hits:
+        found = set(hits.values())
+        if len(found) == 1:
+            return found.pop()
         # keep the maximal forms: "severe npdr" wins over a bare "npdr" alias it contains
-        found = {
-            f: o
-            for f, o in forms.items()
-            if o in hits and f and re.search(rf"(?<!\w){re.escape(f)}(?!\w)", key)
-        }
-        maximal = {o for f, o in found.items() if not any(f != g and f in g for g in found)}
+        maximal = {o for f, o in hits.items() if not any(f != g and f in g for g in hits)}
         return maximal.pop() if len(maximal) == 1 else None
+    if negated:
+        return None  # it names options only to rule them out
     close = difflib.get_close_matches(key, list(forms), n=2, cutoff=cutoff)
     if len(close) == 1 or (len(close) == 2 and forms[close[0]] == forms[close[1]]):
         return forms[close[0]]
     return None
+
+
+_CLAUSE_MARK = "qqclauseqq"  # a word no option contains: clause ends survive norm()
+_CLAUSE_BREAK = re.compile(
+    r"[,;:!?()\n]|\.(?!\d)|\b(?:but|however|although|though|whereas|yet)\b", re.IGNORECASE
+)
+_NEGATING_WORDS = {"no", "not", "without", "never", "none", "nor", "neither", "cannot", "non", "negative"}
+_NEGATING_PHRASES = (
+    "rather than",
+    "instead of",
+    "other than",
+    "free of",
+    "absence of",
+    "excluding",
+    "except",
+)
+_NEGATED_AFTER = re.compile(
+    r"^(?:(?:is|are|was|were|has been|have been) )?"
+    r"(?:absent|excluded|ruled out|unlikely|incorrect|wrong|not (?:present|seen|correct|right|likely|it)|"
+    r"not the (?:answer|case))\b"
+)
+
+
+def _named_forms(raw: str, forms: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Forms named inside ``raw``: (affirmed, negated), each form -> its option.
+
+    NegEx-style scope: a negation word up to four words before the form, or a negating phrase
+    right after it, in the same clause.
+    """
+    text = re.sub(r"n't\b", " not", raw, flags=re.IGNORECASE)
+    key = norm(_CLAUSE_BREAK.sub(f" {_CLAUSE_MARK} ", text))
+    affirmed: dict[str, str] = {}
+    negated: dict[str, str] = {}
+    for form, opt in forms.items():
+        if not form:
+            continue
+        for m in re.finditer(rf"(?<!\w){re.escape(form)}(?!\w)", key):
+            before = key[: m.start()].split()
+            if _CLAUSE_MARK in before:
+                before = before[len(before) - before[::-1].index(_CLAUSE_MARK) :]
+            window = before[-4:]
+            after = key[m.end() :].split(_CLAUSE_MARK)[0].strip()
+            if (
+                any(w in _NEGATING_WORDS for w in window)
+                or any(p in " ".join(window) for p in _NEGATING_PHRASES)
+                or _NEGATED_AFTER.match(after)
+            ):
+                negated[form] = opt
+            else:
+                affirmed[form] = opt
+    return affirmed, negated
 
 
 def _names(rest: str, option: str, forms: dict[str, str]) -> bool:

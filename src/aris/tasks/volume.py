@@ -23,7 +23,8 @@ from aris.inputs.base import Kind, PreparedInput
 from aris.result import Result
 from aris.tasks import report_prompts as R
 from aris.tasks.base import OnToken, Outcome, Output, Task, TaskOptions, Trace, system_messages
-from aris.tasks.parsing import ParseError, answer_only, final_answer, match_option
+from aris.tasks.parsing import ParseError, answer_only, final_answer
+from aris.tasks.yesno import read_reply
 from aris.types import GenerationParams, Message, TextPart
 
 INSTRUCTION = (
@@ -42,7 +43,9 @@ class VolumeAnswer(Output):
 
 
 class VolumeFindings(Output):
-    findings: dict[str, Literal["yes", "no"]]
+    findings: dict[str, Literal["yes", "no"] | None] = Field(
+        description="yes or no per finding; null where the reply stayed unreadable after one repair"
+    )
     answers: dict[str, str] = Field(default_factory=dict, description="each finding's full reply")
 
 
@@ -64,19 +67,17 @@ class VolumeOptions(TaskOptions):
         return [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else v
 
 
-def parse_yes_no(text: str) -> Literal["yes", "no"]:
-    fa = final_answer(text)
-    if fa is None:
-        raise ParseError('no "Final Answer: yes" or "Final Answer: no" in the reply')
-    choice = match_option(
-        fa,
-        ("yes", "no"),
-        letters=False,
-        aliases={"yes": ("present", "true"), "no": ("absent", "false", "none")},
-    )
-    if choice is None:
-        raise ParseError(f'"Final Answer: {fa}" is neither yes nor no')
-    return choice  # type: ignore[return-value]
+def parse_yes_no(text: str, finding: str | None = None) -> Literal["yes", "no"]:
+    """The reply's "Final Answer" read as yes or no by the one yes/no reader (:mod:`aris.tasks.yesno`).
+
+    A negation ("not present", "hemorrhage is not seen") is no; a hedge, a contradiction or no
+    Final Answer raises :class:`ParseError` saying which, so the task repairs once and then records
+    the finding as unreadable, never as a guess.
+    """
+    reading = read_reply(text, finding=finding)
+    if reading.value is None:
+        raise ParseError(reading.describe())
+    return reading.value
 
 
 class _Volume(Task):
@@ -154,7 +155,7 @@ class _Volume(Task):
         gp = self.generation_params(engine, params, o, inputs)
         trace = Trace(self, engine, inputs, on_token, ctx)
         per = o.model_copy(update={"yes_no": True})
-        found: dict[str, str] = {}
+        found: dict[str, str | None] = {}
         texts: dict[str, str] = {}
         errors: list[str] = []
         repaired = False
@@ -162,15 +163,22 @@ class _Volume(Task):
             msgs = self.messages(inputs, finding if o.prompts == "report" else f"Is there {finding}?", per)
             first = trace.generate(f"finding:{finding}", msgs, gp)
             oc = self.parse_with_repair(
-                trace, msgs, gp, first.text, inputs, per, parse=parse_yes_no, name=f"finding:{finding}"
+                trace,
+                msgs,
+                gp,
+                first.text,
+                inputs,
+                per,
+                parse=lambda t, f=finding: parse_yes_no(t, f),  # type: ignore[misc]
+                name=f"finding:{finding}",
             )
             texts[finding] = oc.text
             repaired |= oc.repaired
-            if oc.value is None:
-                errors.extend(f"{finding}: {e}" for e in oc.errors)
-            else:
-                found[finding] = oc.value
-        value = VolumeFindings(findings=found, answers=texts) if found else None  # type: ignore[arg-type]
+            found[finding] = oc.value  # None: unreadable after the repair, recorded as such
+            errors.extend(f"{finding}: {e}" for e in oc.errors)
+        # nothing read at all: no value, only the errors (as for any task whose reply stayed unreadable)
+        read = any(v is not None for v in found.values())
+        value = VolumeFindings(findings=found, answers=texts) if read else None  # type: ignore[arg-type]
         text = "\n".join(f"{f}: {t}" for f, t in texts.items())
         outcome = Outcome(value, text, errors=errors, repaired=repaired)
         return trace.result(outcome, value.model_dump(mode="json") if value else None, raw=text)

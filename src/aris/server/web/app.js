@@ -186,4 +186,14 @@ drop.ondragleave = () => drop.classList.remove("over");
 drop.ondrop = (e) => { e.preventDefault(); drop.classList.remove("over"); upload([...e.dataTransfer.files]); };
 $("kind").onchange = () => { if (state.uploads.length) preview(state.uploads[0]); };
 $("run").onsubmit = run;
-init();
+// A link can open an upload already on the server: /ui/#upload=<id>&kind=<kind> (aris demo --ui prints them).
+function openFromHash() {
+  const h = new URLSearchParams(location.hash.slice(1));
+  const id = h.get("upload");
+  if (!id) return;
+  if (h.get("kind")) $("kind").value = h.get("kind");
+  state.uploads = [id];
+  preview(id).catch((e) => setStatus(`cannot open upload: ${e.message}`, true));
+}
+window.addEventListener("hashchange", openFromHash);
+init().then(openFromHash);

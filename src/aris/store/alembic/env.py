@@ -10,6 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+import aris.pacs.state  # noqa: F401  (its tables, migration 0002_pacs, join Base.metadata)
 from aris.store.models import Base
 
 config = context.config

@@ -26,7 +26,15 @@ class QdrantBackend:
             self.client: Any = QdrantClient(url=url)
         else:
             folder.mkdir(parents=True, exist_ok=True)
-            self.client = QdrantClient(path=str(folder))
+            try:
+                self.client = QdrantClient(path=str(folder))
+            except RuntimeError as e:  # its lock: another process (a running server) has the folder open
+                from aris.errors import ConfigError
+
+                raise ConfigError(
+                    f"the Qdrant index folder is in use by another process ({e}); stop it, or use a Qdrant "
+                    "server (--embed-qdrant-url)"
+                ) from e
         self._ensure(dim)
 
     def _ensure(self, dim: int) -> None:

@@ -72,6 +72,9 @@ def test_embeddings_search_jobs_and_mcp_on_a_live_server(  # type: ignore[no-unt
         out = client.embeddings.create(model="medsiglip", input=texts, encoding_format="float")
         np.testing.assert_allclose(np.array([d.embedding for d in out.data]), got, atol=1e-6)
         assert httpx.post(f"{url}/v1/embeddings", json={"input": "x"}).status_code == 401
+        bad = httpx.post(f"{url}/v1/embeddings", json={"input": ["a path"], "modality": "image"}, headers=H)
+        assert bad.status_code == 400
+        assert "data:image" in bad.json()["error"]["message"]
 
         # -- the OpenAI-compatible embedder against it: same embeddings, same identity ----------------
         remote = OpenAIEmbedder(f"{url}/v1", "medsiglip", api_key="k")

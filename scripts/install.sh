@@ -19,6 +19,12 @@ python -m pip install -q "torch==2.13.0" -e ".[dev,ray,postgres]"
 # The example plugin (a reader, a task and an engine through entry points) that the tests drive.
 python -m pip install -q --no-deps -e tests/plugins/aris-example-plugin
 
+echo "== MedASR beam search: kenlm (built from source) and pyctcdecode"
+# pyctcdecode 0.5.0 declares numpy<2 but runs on numpy 2: installed without its dependencies so pip
+# does not downgrade numpy; its one runtime dependency besides numpy (pygtrie) comes with .[asr-lm].
+python -m pip install -q -e ".[asr-lm]"
+python -m pip install -q --no-deps "pyctcdecode==0.5.0"
+
 echo "== llama-cpp-python $LLAMA_VERSION"
 SDIST="$CACHE/sdist/llama_cpp_python-$LLAMA_VERSION.tar.gz"
 # The sdist also carries llama.cpp's HF->GGUF converter, used to build the tiny vision GGUF for tests.

@@ -35,6 +35,7 @@ from pydicom.uid import (
     BasicTextSRStorage,
     CTImageStorage,
     ExplicitVRLittleEndian,
+    JPEG2000Lossless,
     MRImageStorage,
     generate_uid,
 )
@@ -81,6 +82,7 @@ class SeriesSpec:
     name_prefix: str = "IM"
     modality: str = "CT"  # "MR": MR Image Storage, stored = value + 1024, no rescale attributes
     uniform: bool = True  # False: one gap of 3x spacing in the middle (non-uniform spacing)
+    compression: str | None = None  # "j2k": JPEG 2000 lossless pixel data (pylibjpeg-openjpeg encoder)
 
 
 @dataclass
@@ -248,7 +250,17 @@ def _dataset(
         ds.RescaleSlope = f"{slope:g}"
         ds.RescaleType = "HU"
     ds.PixelData = pixels.tobytes()
+    if spec.compression is not None:
+        _compress(ds, spec.compression)
     return ds
+
+
+COMPRESSIONS = {"j2k": JPEG2000Lossless}
+
+
+def _compress(ds: Dataset, compression: str) -> None:
+    """Encode the pixel data in place (lossless, so the decoded stored values are unchanged)."""
+    ds.compress(COMPRESSIONS[compression], encoding_plugin="pylibjpeg")
 
 
 def make_series(
@@ -421,6 +433,113 @@ def make_study(folder: str | Path, spec: SeriesSpec | None = None, *, clutter: b
     )
 
 
+def make_enhanced(folder: str | Path, spec: SeriesSpec | None = None) -> BuiltSeries:
+    """Write the series as ONE Enhanced CT (or MR) Image Storage multi-frame object.
+
+    Frames are stored in shuffled order, each placed by its per-frame Plane Position; orientation,
+    pixel spacing and (CT) the rescale are shared functional groups. ``spec.compression`` encodes the
+    frames (JPEG 2000: one codestream per frame). ``files`` of the result is ``[the file]``.
+    """
+    from pydicom.sequence import Sequence
+    from pydicom.uid import EnhancedCTImageStorage, EnhancedMRImageStorage
+
+    spec = spec or SeriesSpec()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    mr = spec.modality == "MR"
+    rng = random.Random(f"{spec.seed}-enhanced")
+    series_uid = _uid(spec.seed, "enhanced-series", spec.modality)
+    row, col = _orientation(spec)
+    normal = np.cross(row, col)
+    origin = np.array([-spec.size * 0.33, -spec.size * 0.33, -150.0])
+    order = list(range(spec.n_slices))
+    if spec.shuffle:
+        rng.shuffle(order)
+    slope, intercept = 1.0, -1024.0  # MR: stored = value + 1024 and no rescale, as in make_series
+    positions = [origin + k * spec.spacing * normal for k in range(spec.n_slices)]
+    frames = [((slice_hu(spec, k).astype(np.float64) - intercept) / slope).astype(np.uint16) for k in order]
+
+    sop_class = EnhancedMRImageStorage if mr else EnhancedCTImageStorage
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = _uid(spec.seed, "enhanced-sop", spec.modality)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageType = [*spec.image_type[:2], "VOLUME", "NONE"]
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = "20000101"
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = "120000"
+    ds.Modality = spec.modality
+    ds.SeriesDescription = spec.description + " (ENHANCED)"
+    ds.PatientName = "Synthetic^Volume"
+    ds.PatientID = "SYNTH0001"
+    ds.StudyInstanceUID = _uid(spec.seed, "study")
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = spec.series_number
+    ds.InstanceNumber = 1
+    ds.FrameOfReferenceUID = _uid(spec.seed, "frame")
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows = ds.Columns = spec.size
+    ds.NumberOfFrames = spec.n_slices
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ps = spec.pixel_spacing or 0.661468 * 128 / spec.size
+
+    shared = Dataset()
+    orient = Dataset()
+    orient.ImageOrientationPatient = [f"{v:.6f}" for v in (*row, *col)]
+    shared.PlaneOrientationSequence = Sequence([orient])
+    measures = Dataset()
+    measures.PixelSpacing = [f"{ps:.6f}", f"{ps:.6f}"]
+    measures.SliceThickness = f"{spec.spacing:g}"
+    shared.PixelMeasuresSequence = Sequence([measures])
+    frame_type = Dataset()
+    frame_type.FrameType = [*spec.image_type[:2], "VOLUME", "NONE"]
+    shared.setdefault(
+        "MRImageFrameTypeSequence" if mr else "CTImageFrameTypeSequence", Sequence([frame_type])
+    )
+    if not mr:
+        pvt = Dataset()
+        pvt.RescaleIntercept = f"{intercept:g}"
+        pvt.RescaleSlope = f"{slope:g}"
+        pvt.RescaleType = "HU"
+        shared.PixelValueTransformationSequence = Sequence([pvt])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    per_frame = []
+    for k in order:
+        item = Dataset()
+        pos = Dataset()
+        pos.ImagePositionPatient = [f"{v:.6f}" for v in positions[k]]
+        item.PlanePositionSequence = Sequence([pos])
+        content = Dataset()
+        content.InStackPositionNumber = k + 1
+        item.FrameContentSequence = Sequence([content])
+        per_frame.append(item)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
+    ds.PixelData = np.stack(frames).tobytes()
+    if spec.compression is not None:
+        _compress(ds, spec.compression)
+    path = folder / f"ENHANCED_{spec.modality}"
+    ds.save_as(path, enforce_file_format=True)
+    return BuiltSeries(
+        spec=spec,
+        folder=folder,
+        series_uid=series_uid,
+        files=[path],
+        positions=[(float(v[0]), float(v[1]), float(v[2])) for v in positions],
+        normal=tuple(float(v) for v in normal),  # type: ignore[arg-type]
+        orientation=tuple(float(v) for v in (*row, *col)),
+        rescales=[(slope, intercept)] * spec.n_slices,
+    )
+
+
 def _replace(spec: SeriesSpec, **changes: object) -> SeriesSpec:
     from dataclasses import replace
 
@@ -438,6 +557,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--source", choices=sorted(SOURCES), default="ct_small")
     p.add_argument("--study", action="store_true", help="several series and clutter in one folder")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--j2k", action="store_true", help="JPEG 2000 lossless pixel data (not native)")
+    p.add_argument("--mr", action="store_true", help="MR Image Storage (no rescale) instead of CT")
+    p.add_argument(
+        "--enhanced",
+        action="store_true",
+        help="one Enhanced CT/MR multi-frame object instead of one file a slice",
+    )
     a = p.parse_args(argv)
     spec = SeriesSpec(
         n_slices=a.slices,
@@ -447,7 +573,15 @@ def main(argv: list[str] | None = None) -> None:
         inplane_jitter=a.jitter,
         source=a.source,
         seed=a.seed,
+        compression="j2k" if a.j2k else None,
+        modality="MR" if a.mr else "CT",
     )
+    if a.enhanced:
+        built = make_enhanced(a.out, spec)
+        print(
+            f"enhanced: {spec.n_slices} frames of {a.size}x{a.size} in {built.files[0].name}; {built.series_uid}"
+        )
+        return
     if a.study:
         study = make_study(a.out, spec)
         print(f"study: {len(list(a.out.iterdir()))} files; main series {study.main.series_uid}")

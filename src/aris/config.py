@@ -107,6 +107,18 @@ class ArisSettings(BaseSettings):
         description="The DICOM node ([node] table): AE title, port, routing rules.",
         json_schema_extra={"cli": False},
     )
+    asr_model: str = Field(
+        default="google/medasr",
+        description="Speech model (MedASR): HF id already on this machine (aris pull) or a local folder.",
+    )
+    asr_lm: str | None = Field(
+        default=None,
+        description="KenLM file for ASR beam search ('auto': lm_6.kenlm beside MedASR); unset: greedy.",
+    )
+    asr_beam_width: int = Field(default=8, ge=1, description="ASR beam width with --asr-lm (Google: 8).")
+    asr_max_seconds: float = Field(
+        default=3600.0, gt=0, description="Longest recording the speech model accepts, in seconds."
+    )
 
     @field_validator("engine")
     @classmethod

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aris.engines.base import Engine
-from aris.prompt import build_turns, count_images, prompt_hash
+from aris.prompt import Turn, build_turns, count_images, prompt_hash
 from aris.result import Result, Timings
 from aris.thinking import ThoughtSplitter, split_text
 from aris.types import GenerationParams, Message, Provenance
@@ -77,14 +77,25 @@ def generate(
         prompt_sha256=digest,
         params=settings_record(params),
         provenance=[_prov_dict(p) for p in provenance or []],
-        usage={
-            "images": count_images(turns),
-            "completion_tokens": engine.count_text_tokens(raw_text) if raw_text else 0,
-        },
+        usage=_usage(engine, stream, turns, raw_text),
         timings=Timings(
             prepare_s=prepare_s, first_token_s=first, generate_s=gen_s, total_s=prepare_s + gen_s
         ),
     )
+
+
+def _usage(engine: Engine, stream: object, turns: list[Turn], raw: str) -> dict[str, int]:
+    """Token counts: the engine's own report when it has one, else counted here."""
+    reported = getattr(stream, "usage", None) or {}
+    usage = {
+        "images": count_images(turns),
+        "completion_tokens": int(
+            reported.get("completion_tokens", engine.count_text_tokens(raw) if raw else 0)
+        ),
+    }
+    if "prompt_tokens" in reported:
+        usage["prompt_tokens"] = int(reported["prompt_tokens"])
+    return usage
 
 
 def settings_record(params: GenerationParams) -> dict[str, Any]:

@@ -122,7 +122,15 @@ def _recipe_digest(cls: type) -> str:
     import inspect
     import sys
 
-    modules = {cls.__module__, "aris.tasks.base", "aris.tasks.parsing", "aris.prompt", "aris.thinking"}
+    # Every class the task inherits from (a dictation report parses as cxr-report does), and the shared parts.
+    inherited = {c.__module__ for c in cls.__mro__ if c.__module__ not in ("builtins", "abc")}
+    modules = inherited | {
+        "aris.tasks.base",
+        "aris.tasks.parsing",
+        "aris.tasks.yesno",
+        "aris.prompt",
+        "aris.thinking",
+    }
     h = hashlib.sha256()
     for name in sorted(modules):
         module = sys.modules.get(name)

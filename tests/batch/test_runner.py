@@ -108,10 +108,12 @@ def test_preparation_overlaps_generation(tmp_path: Path, samples) -> None:  # ty
     events, not from timings (a loaded machine makes any time bound flaky)."""
     folder = tmp_path / "big"
     folder.mkdir()
-    src = samples("dicom/cxr/highdicom_dx_image.dcm")
-    data = src.read_bytes()
-    for i in range(6):  # distinct bytes at the very end (after the pixels) keep keys apart
-        (folder / f"cxr{i}.dcm").write_bytes(data + b"\0" * (2 * (i + 1)))
+    import pydicom
+
+    ds = pydicom.dcmread(samples("dicom/cxr/highdicom_dx_image.dcm"))
+    for i in range(6):  # a different comment in each copy keeps their content keys apart
+        ds.ImageComments = f"copy {i}"
+        ds.save_as(folder / f"cxr{i}.dcm")
     with _store(tmp_path) as store:
         s = run_batch(folder, "cxr-report", FAKE, store=store, options=BatchOptions(pace_s=0.3))
         assert s.counts["done"] == 6, store.items(s.job_id, "failed")

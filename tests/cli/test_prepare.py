@@ -160,3 +160,38 @@ def test_out_must_be_empty_unless_force_which_replaces_only_our_files(samples, t
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.glob("*.png")) == ["0001.png", "contact_sheet.png"]  # stale slices gone
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_empty_folder_is_an_error_not_zero_inputs(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = prepare(tmp_path / "empty", "--out", tmp_path / "out")
+    assert result.exit_code == 2, result.output
+    assert "empty folder, nothing to prepare" in result.output
+    assert "prepared 0" not in result.output
+
+
+def test_folder_where_every_file_fails_says_nothing_was_prepared(tmp_path: Path) -> None:
+    src = tmp_path / "bad"
+    src.mkdir()
+    (src / "a.dcm").write_bytes(b"")
+    (src / "b.txt").write_text("hello\n")
+    (src / "c.pdf").write_bytes(b"%PDF-1.4\n%broken")
+    result = prepare(src, "--out", tmp_path / "out")
+    assert result.exit_code == 2, result.output
+    assert "prepared 3" not in result.output
+    assert "nothing prepared: 3 of 3 inputs could not be read" in result.output
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["items"] == []
+    assert sorted(Path(f["source"]).name for f in manifest["failures"]) == ["a.dcm", "b.txt", "c.pdf"]
+
+
+def test_series_manifest_lists_every_skipped_file(samples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = tmp_path / "series"
+    shutil.copytree(samples("dicom/ct_series/head_ct2_4slices"), src)
+    for i in range(12):
+        (src / f"z{i:02d}.txt").write_text("not a slice\n" * 20)
+    result = prepare(src, "--out", tmp_path / "out", "--kind", "ct")
+    assert result.exit_code == 0, result.output
+    details = json.loads((tmp_path / "out" / "manifest.json").read_text())["details"]
+    assert [s["file"] for s in details["skipped"]] == [f"z{i:02d}.txt" for i in range(12)]
+    assert all(s["reason"] for s in details["skipped"])

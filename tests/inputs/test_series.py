@@ -103,7 +103,7 @@ def test_study_choice_rules(study: Any) -> None:
     # repeating InstanceNumber 1 sits on slice 1's position, so slice 0 is kept and it is dropped.
     _assert_truth(prepared, main, list(range(24)))
     assert any("kept AcquisitionNumber 1 (25 slices), the largest; dropped 2 (8)" in n for n in d["notes"])
-    assert any("1 slice with a duplicate InstanceNumber dropped" in n for n in d["notes"])
+    assert any("1 re-sent slice dropped (an InstanceNumber repeated at a position" in n for n in d["notes"])
     reason = d["chosen_because"]
     assert "ORIGINAL preferred over DERIVED" in reason
     assert "localizers are not volumes" in reason
@@ -268,3 +268,67 @@ def test_slice_without_a_decoder_is_skipped_and_named(samples: Any, tmp_path: Pa
         "2062 (pixel data is encoded as JPEG 2000 Part 2" in w and "no installed decoder" in w
         for w in prepared.provenance.warnings
     )
+
+
+def test_instance_numbers_restarting_per_acquisition_keep_both(mv: Any, tmp_path: Path) -> None:
+    # Two acquisitions at disjoint positions, each numbered 1..10: all 20 slices are one volume.
+    spec = mv.SeriesSpec(n_slices=20, size=16)
+    first = mv.make_series(tmp_path, spec, slice_range=(0, 10), instance_numbers=list(range(1, 11)))
+    mv.make_series(
+        tmp_path,
+        mv._replace(spec, acquisition_number=2, name_prefix="B"),
+        slice_range=(10, 20),
+        instance_numbers=list(range(1, 11)),
+    )
+    prepared = read_series(tmp_path)
+    _assert_truth(prepared, first, list(range(20)))
+    assert not any("dropped" in n for n in prepared.provenance.details["notes"])
+    # A true re-send (the same file again under another name: same instance, same position) is dropped.
+    shutil.copy(first.files[3], tmp_path / "RESENT")
+    again = read_series(tmp_path)
+    _assert_truth(again, first, list(range(20)))
+    assert any("1 re-sent slice dropped" in n for n in again.provenance.details["notes"])
+
+
+def test_axial_volume_is_chosen_over_a_one_slice_sagittal_scout(mv: Any, tmp_path: Path) -> None:
+    # The scout carries no LOCALIZER type and is ORIGINAL; the axial series is a DERIVED export.
+    axial = mv.make_series(
+        tmp_path,
+        mv.SeriesSpec(n_slices=5, size=16, image_type=("DERIVED", "SECONDARY", "AXIAL"), series_number=3),
+    )
+    mv.make_series(
+        tmp_path,
+        mv.SeriesSpec(
+            n_slices=1,
+            size=16,
+            orientation="sagittal",
+            image_type=("ORIGINAL", "PRIMARY", "OTHER"),
+            name_prefix="S",
+        ),
+    )
+    prepared = read_series(tmp_path)
+    d = prepared.provenance.details
+    assert d["series_uid"] == axial.series_uid
+    assert d["orientation"] == "axial"
+    assert "series of fewer than 5 slices are not volumes" in d["chosen_because"]
+    _assert_truth(prepared, axial, list(range(5)))
+
+
+def test_axial_is_preferred_over_a_larger_sagittal_series(mv: Any, tmp_path: Path) -> None:
+    axial = mv.make_series(tmp_path, mv.SeriesSpec(n_slices=6, size=16, series_number=3))
+    mv.make_series(tmp_path, mv.SeriesSpec(n_slices=9, size=16, orientation="sagittal", name_prefix="S"))
+    d = read_series(tmp_path).provenance.details
+    assert d["series_uid"] == axial.series_uid
+    assert "axial preferred" in d["chosen_because"]
+
+
+def test_every_skipped_file_is_recorded_with_its_reason(build: Any, tmp_path: Path) -> None:
+    series = build("for_skips", n_slices=6)
+    shutil.copytree(series.folder, tmp_path / "s")
+    (tmp_path / "s" / "junk").mkdir()
+    for i in range(12):
+        (tmp_path / "s" / "junk" / f"note{i:02d}.txt").write_text("not DICOM\n" * 30)
+    d = read_series(tmp_path / "s").provenance.details
+    assert d["skipped_files"] == 12
+    assert [s["file"] for s in d["skipped"]] == [f"junk/note{i:02d}.txt" for i in range(12)]
+    assert all("not a DICOM file" in s["reason"] for s in d["skipped"])

@@ -147,7 +147,11 @@ def test_gsps_draws_the_same_box(localized: tuple[Any, pydicom.Dataset]) -> None
 
 def test_an_unreadable_finding_is_written_as_unreadable_not_left_out(samples: Any) -> None:
     series = sorted(samples("dicom/ct_series/head_ct2_4slices").iterdir())
-    replies = ["Final Answer: no", "It may represent a small bleed; cannot be excluded.", "Final Answer: possibly"]
+    replies = [
+        "Final Answer: no",
+        "It may represent a small bleed; cannot be excluded.",
+        "Final Answer: possibly",
+    ]
     result = run_task(
         "ct",
         [series],

@@ -90,3 +90,43 @@ def test_table_lists_every_series(record) -> None:  # type: ignore[no-untyped-de
     text = table(series)
     assert text.count("\n") + 1 == len(series)
     assert text.splitlines()[0].startswith("- ")  # out-of-range series first
+
+
+def _obs(i: int, when: str, value: float) -> dict:  # type: ignore[type-arg]
+    return {
+        "resourceType": "Observation",
+        "id": f"o{i}",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4", "display": "HbA1c"}]},
+        "effectiveDateTime": when,
+        "valueQuantity": {"value": value, "unit": "%", "code": "%"},
+    }
+
+
+def test_fhir_partial_dates_are_placed_and_flagged_not_a_crash() -> None:
+    # FHIR dateTime allows a year or a year-month: placed at the start of that period, and said so.
+    resources = {
+        f"Observation/o{i}": _obs(i, when, v)
+        for i, (when, v) in enumerate([("2020", 6.0), ("2020-05", 6.4), ("2021-05-01", 7.0)])
+    }
+    (s,) = compute_series(resources)
+    assert [p.date for p in s.values] == ["2020", "2020-05", "2021-05-01"]
+    assert "1 value dated to the month only (placed at its start)" in s.flags
+    assert "1 value dated to the year only (placed at its start)" in s.flags
+    # 2020-01-01, 2020-05-01 (121 days), 2021-05-01 (486 days): the slope is computed on those
+    x = [0.0, 121 / 365.25, 486 / 365.25]
+    y = [6.0, 6.4, 7.0]
+    mx, my = sum(x) / 3, sum(y) / 3
+    by_hand = sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True)) / sum((a - mx) ** 2 for a in x)
+    assert s.slope_per_year == pytest.approx(by_hand, abs=1e-6)
+
+
+def test_an_unreadable_date_leaves_the_observation_out_with_a_note() -> None:
+    resources = {
+        "Observation/a": _obs(1, "2021-05-01", 7.0),
+        "Observation/b": _obs(2, "sometime in May", 9.9),
+    }
+    notes: list[str] = []
+    (s,) = compute_series(resources, notes=notes)
+    assert [p.value for p in s.values] == [7.0]
+    assert notes == ["Observation/b: date 'sometime in May' cannot be read; left out of the trends"]

@@ -18,8 +18,7 @@ from typing import Any
 
 from aris.batch.work import ItemSpec, generate_item, prepare_item
 from aris.config import ArisSettings
-from aris.engines import load_engine
-from aris.engines.base import Engine
+from aris.context import Models
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +31,21 @@ class SlotSpec:
     settings: ArisSettings
     capacity: int = 1
     remote: bool = False  # an endpoint: failures are retried elsewhere, not charged to the item
+
+
+def load_models(settings: ArisSettings, task: str) -> tuple[Models, dict[str, Any]]:
+    """The models the task needs, loaded now (so a missing model fails the start, not every item), and
+    their identity: the generator's own identity for a MedGemma task, else one identity per role."""
+    from aris.tasks import get_task
+
+    needs = get_task(task).needs
+    models = Models(settings)
+    try:
+        identity = models.identity(needs)
+    except BaseException:
+        models.close()
+        raise
+    return models, identity["generator"] if needs == ("generator",) else identity
 
 
 class Executor(abc.ABC):
@@ -72,7 +86,7 @@ class LocalExecutor(Executor):
     def __init__(self, prepare_workers: int = 2) -> None:
         self.prep_pool = cf.ThreadPoolExecutor(max(1, prepare_workers), thread_name_prefix="aris-prep")
         self.gen_pools: list[cf.ThreadPoolExecutor | None] = []
-        self.engines: list[Engine | None] = []
+        self.models: list[Models | None] = []
         self.task = ""
 
     def start(self, slots: list[SlotSpec], task: str) -> list[dict[str, Any] | BaseException]:
@@ -80,18 +94,18 @@ class LocalExecutor(Executor):
         out: list[dict[str, Any] | BaseException] = []
         for s in slots:
             try:
-                eng = load_engine(s.settings)
+                models, identity = load_models(s.settings, task)
             except Exception as e:
                 if not s.remote:
                     raise
                 logger.warning("endpoint %d did not start (%s)", len(out), type(e).__name__)
-                self.engines.append(None)
+                self.models.append(None)
                 self.gen_pools.append(None)
                 out.append(e)
                 continue
-            self.engines.append(eng)
+            self.models.append(models)
             self.gen_pools.append(cf.ThreadPoolExecutor(s.capacity, thread_name_prefix="aris-gen"))
-            out.append(eng.identity())
+            out.append(identity)
         return out
 
     def prepare(self, spec: ItemSpec) -> cf.Future[tuple[dict[str, Any], Any]]:
@@ -103,10 +117,10 @@ class LocalExecutor(Executor):
     def generate(
         self, slot: int, spec: ItemSpec, payload: Any, gen_params: dict[str, Any] | None, pace_s: float
     ) -> cf.Future[dict[str, Any]]:
-        pool, engine = self.gen_pools[slot], self.engines[slot]
+        pool, models = self.gen_pools[slot], self.models[slot]
         assert pool is not None
-        assert engine is not None
-        return pool.submit(generate_item, engine, self.task, spec, payload, gen_params, pace_s)
+        assert models is not None
+        return pool.submit(generate_item, models, self.task, spec, payload, gen_params, pace_s)
 
     def generated(self, handle: cf.Future[dict[str, Any]]) -> dict[str, Any]:
         return handle.result()
@@ -123,9 +137,9 @@ class LocalExecutor(Executor):
         for pool in self.gen_pools:
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
-        for eng in self.engines:
-            if eng is not None:
-                eng.close()
+        for models in self.models:
+            if models is not None:
+                models.close()
 
 
 class _GenActor:
@@ -133,15 +147,15 @@ class _GenActor:
 
     def __init__(self, settings: dict[str, Any], task: str) -> None:
         self.task = task
-        self.engine = load_engine(ArisSettings(**settings))
+        self.models, self._identity = load_models(ArisSettings(**settings), task)
 
     def identity(self) -> dict[str, Any]:
-        return self.engine.identity()
+        return self._identity
 
     def generate(
         self, spec: ItemSpec, inputs: list[Any], gen_params: dict[str, Any] | None, pace_s: float
     ) -> dict[str, Any]:
-        return generate_item(self.engine, self.task, spec, inputs, gen_params, pace_s)
+        return generate_item(self.models, self.task, spec, inputs, gen_params, pace_s)
 
 
 def _ray_prepare(spec: ItemSpec, task: str) -> tuple[dict[str, Any], Any]:

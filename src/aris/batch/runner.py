@@ -191,7 +191,11 @@ def plan_job(
     ``identity`` is the engine's (:meth:`~aris.engines.base.Engine.identity`): weights, adapter,
     quantization, projector... are in every item key, so a fine-tune never resumes its base model's job.
     """
-    model = str(identity.get("model") or engine)
+    model = str(
+        identity.get("model")
+        or "+".join(str(v.get("model")) for v in identity.values() if isinstance(v, dict))
+        or engine
+    )
     new_items: list[NewItem] = []
     # hashlib releases the GIL on large buffers: a few threads read several studies at once.
     by_ref = {it.input_ref: it.paths for it in items}

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aris.engines.base import Engine
+from aris.context import Models
 from aris.errors import ArisError, BudgetError, ConfigError, InputError, OutputError, PromptError
 
 # Imported here, in the driver's thread, not inside a worker: two preparing threads importing it at once
@@ -75,7 +75,7 @@ def prepare_item(spec: ItemSpec, task_name: str) -> tuple[dict[str, Any], list[A
 
 
 def generate_item(
-    engine: Engine,
+    models: Models,
     task_name: str,
     spec: ItemSpec,
     inputs: list[Any],
@@ -91,7 +91,7 @@ def generate_item(
         result = run_task(
             task_name,
             inputs,
-            models=engine,
+            models=models,
             question=spec.question,
             options=spec.task_options,
             max_new_tokens=(gen_params or {}).get("max_new_tokens"),

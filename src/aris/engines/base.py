@@ -56,6 +56,8 @@ class Engine(abc.ABC):
 
     kind: ClassVar[str] = ""
     local: ClassVar[bool] = True  # runs the model in this process (False: talks to a server)
+    # Counting tokens costs a round trip (it queues behind generations on a busy server): avoid it.
+    remote_tokenizer: ClassVar[bool] = False
     settings_used: ClassVar[tuple[str, ...]] = ("model",)
 
     def __init__(self, model_id: str) -> None:
@@ -81,7 +83,11 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def stream(self, turns: list[Turn], params: GenerationParams) -> Iterator[str]:
-        """Yield raw text chunks of the model's reply (end-of-turn markers removed)."""
+        """Yield raw text chunks of the model's reply (end-of-turn markers removed).
+
+        The iterator may carry ``usage`` (``prompt_tokens``, ``completion_tokens``) once it ends, when
+        the backend knows them exactly; :func:`aris.generate.generate` then counts nothing again.
+        """
 
     def count_text_tokens(self, text: str) -> int:
         """Tokens of plain text. Backends with a tokenizer override this; the estimate errs high."""
@@ -108,7 +114,11 @@ class Engine(abc.ABC):
             )
         from aris.prompt import render
 
-        text_tokens = self.count_text_tokens(render(turns))
+        text = render(turns)
+        room = caps.max_context - n_images * caps.image_tokens - params.max_new_tokens
+        if self.remote_tokenizer and len(text.encode("utf-8")) <= room:
+            return  # a token is at least one byte: it fits without asking the server to count
+        text_tokens = self.count_text_tokens(text)
         needed = text_tokens + n_images * caps.image_tokens + params.max_new_tokens
         if needed > caps.max_context:
             raise BudgetError(

@@ -92,6 +92,7 @@ class OpenAIEngine(Engine):
 
     kind = "openai"
     local = False
+    remote_tokenizer = True
     settings_used = ("model", "base_url", "timeout", "max_retries")
 
     @classmethod
@@ -220,12 +221,24 @@ class OpenAIEngine(Engine):
 
     # -- generation ----------------------------------------------------------------------
 
-    def stream(self, turns: list[Turn], params: GenerationParams) -> Generator[str, None, None]:
-        """Yield the reply's text as the server streams it; closing this closes the response."""
+    def stream(self, turns: list[Turn], params: GenerationParams) -> Reply:
+        """The reply's text as the server streams it; closing it closes the response.
+
+        When the stream ends, ``.usage`` holds the server's own token counts (vLLM, Ollama and OpenAI
+        send them when asked with ``stream_options``); a server that sends none (llama-cpp-python) gets
+        its completion counted by the token events it streamed, one a token.
+        """
+        usage: dict[str, int] = {}
+        return Reply(self._stream(turns, params, usage), usage)
+
+    def _stream(
+        self, turns: list[Turn], params: GenerationParams, usage: dict[str, int]
+    ) -> Generator[str, None, None]:
         body: dict[str, Any] = {
             "model": self.model_id,
             "messages": to_openai_messages(turns, image_format=self.image_format),
             "stream": True,
+            "stream_options": {"include_usage": True},
             "max_tokens": params.max_new_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
@@ -237,7 +250,7 @@ class OpenAIEngine(Engine):
             body["seed"] = params.seed
         resp = self._open_chat(body, params.json_schema)
         try:
-            yield from _reply_text(resp)
+            yield from _reply_text(resp, usage)
         finally:
             resp.close()
 
@@ -391,8 +404,31 @@ def _names_response_format(message: str) -> bool:
     return "response_format" in low or "json_schema" in low
 
 
-def _reply_text(resp: httpx.Response) -> Iterator[str]:
-    """Text chunks of a streamed chat completion, a thought sent apart re-wrapped in its markers."""
+class Reply(Iterator[str]):
+    """A streamed reply (an iterator of text chunks) that also carries the server's token ``usage``."""
+
+    def __init__(self, chunks: Generator[str, None, None], usage: dict[str, int]) -> None:
+        self._chunks = chunks
+        self.usage = usage
+
+    def __iter__(self) -> Reply:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        self._chunks.close()
+
+
+def _reply_text(resp: httpx.Response, usage: dict[str, int] | None = None) -> Iterator[str]:
+    """Text chunks of a streamed chat completion, a thought sent apart re-wrapped in its markers.
+
+    ``usage`` receives the server's ``prompt_tokens``/``completion_tokens`` when it sends them, else the
+    number of token events as ``completion_tokens``.
+    """
+    usage = usage if usage is not None else {}
+    events_seen = 0
     if resp.headers.get("content-type", "").startswith("application/json"):
         # A server that ignored ``stream``: one whole completion.
         resp.read()
@@ -401,10 +437,17 @@ def _reply_text(resp: httpx.Response) -> Iterator[str]:
         events = _sse_events(resp)
     in_thought = False
     for event in events:
+        reported = event.get("usage")
+        if isinstance(reported, dict):
+            usage.update(
+                {k: int(v) for k, v in reported.items() if k.endswith("_tokens") and isinstance(v, int)}
+            )
         choices = event.get("choices") or []
         if not choices:
             continue  # e.g. a usage-only chunk
         delta = choices[0].get("delta") or {}
+        if delta.get("content") is not None or delta.get("reasoning_content") or delta.get("reasoning"):
+            events_seen += 1
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if reasoning:
             if not in_thought:
@@ -422,6 +465,7 @@ def _reply_text(resp: httpx.Response) -> Iterator[str]:
                 yield content
     if in_thought:
         yield THOUGHT_CLOSE
+    usage.setdefault("completion_tokens", events_seen)
 
 
 def _whole_as_delta(resp: httpx.Response) -> dict[str, Any]:
@@ -430,7 +474,7 @@ def _whole_as_delta(resp: httpx.Response) -> dict[str, Any]:
         message = data["choices"][0]["message"]
     except (ValueError, KeyError, IndexError, TypeError) as e:
         raise EngineError("the server answered a streamed request with an unreadable completion") from e
-    return {"choices": [{"delta": message}]}
+    return {"choices": [{"delta": message}], "usage": data.get("usage")}
 
 
 def _sse_events(resp: httpx.Response) -> Iterator[dict[str, Any]]:

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import tempfile
 import threading
+import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -62,7 +64,7 @@ class Reader:
 
     def reader(self) -> Callable[..., PreparedInput]:
         fn = load_target(self.read) if isinstance(self.read, str) else self.read
-        return fn  # type: ignore[no-any-return]
+        return fn  # type: ignore[no-any-return,unused-ignore]  # load_target is Any
 
     def claims(self, path: Path) -> bool:
         if self.sniff is None:
@@ -99,6 +101,16 @@ READERS.register(
 READERS.register(
     "fhir", Reader("fhir", "aris.inputs.fhir:read_fhir", ("token_budget",), description="FHIR record")
 )
+READERS.register(
+    "audio",
+    Reader(
+        "audio",
+        "aris.speech.audio:read_audio",
+        options=("max_seconds",),
+        sniff="aris.speech.audio:sniff_audio",
+        description="dictation audio",
+    ),
+)
 
 # Remote sources by URL scheme: ``fetch(url, dest) -> Path`` brings the study/series into ``dest`` (a private
 # temporary folder) and returns what to read there; ``digest(url) -> str`` names its content for result keys.
@@ -134,6 +146,13 @@ def _is_nifti(path: Path) -> bool:
         return _nifti_magic(path, f.read(HEAD))
 
 
+# The built-in readers, declared above: checking a kind or an option against these imports nothing.
+# Plugins are consulted (which imports each plugin's module) only for what the built-ins do not know.
+_BUILTIN: dict[str, Reader] = {
+    name: READERS.get(name) for name in ("cxr", "image", "ct", "mri", "wsi", "pdf", "fhir")
+}
+
+
 _IMPORT_LOCK = threading.Lock()
 _IMPORTED: set[str] = set()
 
@@ -151,13 +170,18 @@ def _import_once(kind: str) -> None:
             return
         import aris.inputs.dicom  # noqa: F401  (pydicom, whole)
 
-        if kind in READERS:
+        if kind in _BUILTIN or kind in READERS:  # built-ins first: no entry-point scan for them
             READERS.get(kind).reader()
         _IMPORTED.add(kind)
 
 
 def _all_options() -> frozenset[str]:
     return frozenset(o for _, r in READERS.items() for o in r.options)
+
+
+def _unknown_options(options: dict[str, Any]) -> set[str]:
+    unknown = set(options) - {o for r in _BUILTIN.values() for o in r.options}
+    return unknown - _all_options() if unknown else unknown
 
 
 def _scheme(path: object) -> str | None:
@@ -215,10 +239,38 @@ def read(path: str | Path | Sequence[str | Path], kind: str = "auto", **options:
     ConfigError
         An unknown kind or option.
     """
-    if kind not in kinds():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prepared = _read(path, kind, options)
+    _record_library_warnings(prepared, caught)
+    return prepared
+
+
+_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?(?:[\\/][^\s'\"\\/]+)+[\\/]([^\s'\"\\/]+)")
+
+
+def _record_library_warnings(prepared: PreparedInput, caught: list[warnings.WarningMessage]) -> None:
+    """Library warnings (pydicom's "found implicit VR", "excess padding" ...) go into the provenance.
+
+    Printed by Python they would appear above Aris's own output with site-packages paths; here each
+    becomes one line naming only the file, and repeats are kept once.
+    """
+    for w in caught:
+        origin = Path(w.filename).parts
+        library = next(
+            (p for p in ("pydicom", "nibabel", "PIL", "tifffile", "pypdfium2") if p in origin), None
+        )
+        text = _PATH.sub(r"\1", str(w.message)).strip()
+        line = f"{library or 'library'}: {text}"
+        if text and line not in prepared.provenance.warnings:
+            prepared.provenance.warnings.append(line)
+
+
+def _read(path: str | Path | Sequence[str | Path], kind: str, options: dict[str, Any]) -> PreparedInput:
+    if kind not in _BUILTIN and kind != "auto" and kind not in kinds():
         raise ConfigError(f"unknown input kind {kind!r}; choose one of {', '.join(kinds())}")
     options = {_ALIASES.get(k, k): v for k, v in options.items()}
-    unknown = set(options) - _all_options()
+    unknown = _unknown_options(options)
     if unknown:
         raise ConfigError(f"unknown input option(s) {', '.join(sorted(unknown))}")
     _import_once(kind)
@@ -271,6 +323,8 @@ def _dispatch(source: Path | list[Path], kind: str, options: dict[str, Any]) -> 
     if "modality" in accepted and kind in ("ct", "mri"):
         call.setdefault("modality", kind)
     prepared = r.reader()(source, **call)
+    if kind == "cxr":
+        _check_radiograph(source, prepared)
     if kind in ("cxr", "image") and prepared.kind != kind:
         prepared.kind = "cxr" if kind == "cxr" else "image"  # the caller knows a PNG is a chest X-ray
         prepared.provenance.kind = kind
@@ -279,6 +333,39 @@ def _dispatch(source: Path | list[Path], kind: str, options: dict[str, Any]) -> 
             f"option(s) {', '.join(ignored)} do not apply to {kind} input; ignored"
         )
     return prepared
+
+
+RADIOGRAPH_MODALITIES = ("CR", "DX", "DR", "RG", "OT")  # OT: other, as many exported radiographs say
+_MODALITY_NAMES = {"CT": "CT", "MR": "MR", "US": "ultrasound", "MG": "mammography", "NM": "nuclear medicine",
+                   "PT": "PET", "XA": "angiography", "RF": "fluoroscopy", "OP": "ophthalmic photography",
+                   "SM": "slide microscopy", "XC": "photography", "ES": "endoscopy", "IO": "intra-oral X-ray",
+                   "PX": "panoramic X-ray", "OCT": "OCT"}  # fmt: skip
+
+
+def _check_radiograph(source: Path | list[Path], prepared: PreparedInput) -> None:
+    """``kind="cxr"`` on a DICOM that says it is something else: refuse a CT, MR, ultrasound ...; warn
+    for a radiograph of another body part. PNG/JPEG carry no modality and are taken at the caller's word."""
+    details = prepared.provenance.details
+    if details.get("format") != "DICOM":
+        return
+    modality = str(details.get("modality") or "").upper()
+    path = source if isinstance(source, Path) else None
+    if modality and modality not in RADIOGRAPH_MODALITIES:
+        from aris.inputs.errors import UnsupportedFormatError
+
+        name = _MODALITY_NAMES.get(modality, f"Modality {modality}")
+        raise UnsupportedFormatError(
+            path,
+            f"a {name} image (DICOM Modality {modality}), not a chest X-ray: the chest X-ray recipe does "
+            "not apply (read CT/MR series as kind ct/mri, other images as kind image)",
+        )
+    from aris.inputs.cxr import CHEST_WORDS
+
+    body = str(details.get("body_part") or "").upper()
+    if body and not any(w in body for w in CHEST_WORDS):
+        prepared.provenance.warnings.append(
+            f"BodyPartExamined is {body}, not chest: read as a chest X-ray because kind cxr was asked"
+        )
 
 
 def _read_list(files: list[Path], kind: str, options: dict[str, Any]) -> PreparedInput:

@@ -23,6 +23,7 @@ import gzip
 import json
 import logging
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -45,6 +46,13 @@ SOP_MR = {"1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.4.1", "1.2.840.1
 SOP_DICOMDIR = "1.2.840.10008.1.3.10"
 RADIOGRAPH_MODALITIES = {"CR", "DX"}
 NON_IMAGE_MODALITIES = {"SR", "KO", "PR", "SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "REG", "DOC"}
+
+PIXEL_BEARING = {"SEG": "segmentation masks", "RTDOSE": "a radiation dose grid"}  # pixels, but no picture
+
+
+def _has_pixels(ds: Any) -> bool:
+    return any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+
 
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"GIF87a", b"GIF89a")
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -86,9 +94,13 @@ def _head(path: Path) -> bytes:
 
 def looks_like_dicom(head: bytes) -> bool:
     """DICOM Part 10 (``DICM`` after the preamble), or a preamble-less data set starting in group 0008."""
-    return head[128:132] == b"DICM" or (
-        len(head) > 8 and head[:2] in (b"\x08\x00", b"\x02\x00") and head[3] == 0
-    )
+    if head[128:132] == b"DICM":
+        return True
+    if len(head) <= 8:
+        return False
+    little = head[:2] in (b"\x08\x00", b"\x02\x00") and head[3] == 0
+    big = head[:2] == b"\x00\x08" and head[2] == 0  # explicit VR big endian, no file meta
+    return little or big
 
 
 def _detect_file(path: Path, head: bytes) -> Kind:
@@ -114,13 +126,20 @@ def _detect_file(path: Path, head: bytes) -> Kind:
 
 
 def _dicom_header(source: Path | IO[bytes], name: Path | None = None) -> Any:
-    import pydicom
     from pydicom.errors import InvalidDicomError
 
+    from aris.inputs.dicom import dcmread_checked, read_failure
+
+    label = name or source
     try:
-        return pydicom.dcmread(source, stop_before_pixels=False, defer_size=256, force=True)
-    except (InvalidDicomError, EOFError, ValueError, TypeError, KeyError, OSError) as e:
-        raise CorruptFileError(name or source, f"damaged DICOM header ({type(e).__name__})") from e  # type: ignore[arg-type]
+        ds = dcmread_checked(source, label, stop_before_pixels=False, defer_size=256, force=True)  # type: ignore[arg-type]
+    except (OSError, zlib.error) as e:
+        raise CorruptFileError(label, read_failure(e)) from e  # type: ignore[arg-type]
+    except (InvalidDicomError, EOFError, ValueError, TypeError, KeyError) as e:
+        raise CorruptFileError(label, f"damaged DICOM header ({type(e).__name__})") from e  # type: ignore[arg-type]
+    if len(ds) == 0:
+        raise CorruptFileError(label, "damaged DICOM file: no data elements could be read")  # type: ignore[arg-type]
+    return ds
 
 
 def dicom_kind(ds: Any, path: Path) -> Kind:
@@ -132,8 +151,18 @@ def dicom_kind(ds: Any, path: Path) -> Kind:
     if sop == SOP_WSI or modality == "SM":
         return "wsi"
     if modality in NON_IMAGE_MODALITIES:
+        what = PIXEL_BEARING.get(modality) if _has_pixels(ds) else None
+        if what:
+            raise NoPixelDataError(path, f"a DICOM {modality} object: {what}, not an image for the model")
         raise NoPixelDataError(path, f"a DICOM {modality} object holds no image for the model")
-    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+    if not _has_pixels(ds):
+        from aris.inputs.dicom import expects_pixels, sop_class_name
+
+        if expects_pixels(ds):  # an image object: cut short between elements, or stored without it
+            raise CorruptFileError(
+                path,
+                f"a {sop_class_name(ds)} file whose image is missing: no Pixel Data (cut short or stripped)",
+            )
         raise NoPixelDataError(path, f"DICOM object without pixel data (Modality {modality or 'unset'})")
     if sop == SOP_SECONDARY_CAPTURE or sop.startswith(SOP_SECONDARY_CAPTURE + "."):
         return "image"  # a screenshot or photo: no geometry for a volume, whatever the Modality says
@@ -306,9 +335,30 @@ def _nifti_kind(path: Path) -> Kind:
         proxy = img.dataobj
         z = shape[2] // 2 if len(shape) >= 3 else None
         data = np.asarray(proxy[:, :, z, ...] if z is not None else proxy[...], dtype=np.float32)
+    except FileNotFoundError as e:
+        raise missing_pair_error(path, e) from e
     except Exception as e:  # nibabel raises many types for damaged files
-        raise CorruptFileError(path, f"damaged NIfTI ({type(e).__name__}: {e})") from e
-    return "ct" if data.size and float(np.nanmin(data)) < -500 else "mri"
+        raise CorruptFileError(path, f"damaged NIfTI ({type(e).__name__})") from e
+    return "ct" if looks_like_hu(data) else "mri"
+
+
+def looks_like_hu(data: Any) -> bool:
+    """CT in Hounsfield units shows air (-1000 HU) around and inside the body: at least 1% of the voxels
+    below -500. MRI signal is not negative, and resampling ringing leaves only a few voxels below zero."""
+    import numpy as np
+
+    values = np.asarray(data)
+    return bool(values.size) and float(np.nanpercentile(values, 1)) < -500
+
+
+def missing_pair_error(path: Path, e: FileNotFoundError) -> CorruptFileError:
+    """A NIfTI/Analyze header (.hdr) whose image file (.img) is not beside it, said in those words."""
+    missing = Path(e.filename).name if e.filename else None
+    if missing and missing != path.name:
+        return CorruptFileError(
+            path, f"the image file {missing} that goes with this header is missing (a .hdr needs its .img)"
+        )
+    return CorruptFileError(path, "no such file")
 
 
 def _tiff_kind(path: Path) -> Kind:

@@ -11,6 +11,9 @@ import functools
 import logging
 import os
 import struct
+import threading
+import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +22,7 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.encaps import get_frame
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import data_element_generator
 from pydicom.pixels.decoders.base import get_decoder
@@ -32,6 +36,15 @@ from aris.inputs.errors import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def _not_a_warning_copy(record: logging.LogRecord) -> bool:
+    """pydicom logs every warning it also raises (``warn_and_log``); the warning reaches the provenance
+    through ``aris.inputs.read``, so the log copy (which can hold file paths) is dropped."""
+    return record.funcName != "warn_and_log"
+
+
+logging.getLogger("pydicom").addFilter(_not_a_warning_copy)
 
 DEFER_BYTES = 4096
 """Values larger than this (pixel data, big LUTs) are read from disk only when used."""
@@ -48,7 +61,7 @@ def read_header(path: str | Path) -> Dataset:
     Raises
     ------
     CorruptFileError
-        Missing, empty, not DICOM, or damaged beyond parsing.
+        Missing, empty, not DICOM, truncated inside its data set, or damaged beyond parsing.
     """
     path = Path(path)
     try:
@@ -58,13 +71,13 @@ def read_header(path: str | Path) -> Dataset:
     if size == 0:
         raise CorruptFileError(path, "empty file (0 bytes)")
     try:
-        return pydicom.dcmread(path, defer_size=DEFER_BYTES)
+        return dcmread_checked(path, path, defer_size=DEFER_BYTES)
     except InvalidDicomError as e:
         # No 'DICM' marker. Old ACR-NEMA style files start straight with a group 0008 element; read
         # those, and only those, without the marker (forcing arbitrary bytes yields garbage data sets).
         if _starts_like_raw_dataset(path):
             try:
-                ds = pydicom.dcmread(path, defer_size=DEFER_BYTES, force=True)
+                ds = dcmread_checked(path, path, defer_size=DEFER_BYTES, force=True)
             except _READ_ERRORS as e2:
                 raise CorruptFileError(path, "damaged DICOM data set (cannot be parsed)") from e2
             if len(ds) > 0 and ("SOPClassUID" in ds or any(k in ds for k in PIXEL_KEYWORDS)):
@@ -72,12 +85,78 @@ def read_header(path: str | Path) -> Dataset:
         raise CorruptFileError(path, "not a DICOM file (no 'DICM' marker and no DICOM data set)") from e
     except _READ_ERRORS as e:
         raise CorruptFileError(path, f"damaged DICOM file ({type(e).__name__} while parsing)") from e
+    except (OSError, zlib.error) as e:
+        raise CorruptFileError(path, read_failure(e)) from e
+
+
+def read_failure(e: BaseException) -> str:
+    """Why pydicom could not parse a file, for the errors that say more than "damaged"."""
+    text = str(e)
+    if isinstance(e, zlib.error):
+        return "truncated or damaged deflated data set (it cannot be inflated)"
+    if "No tag to read" in text or "end of file" in text.lower():
+        return "truncated: the file ends inside its data"
+    return f"damaged DICOM file ({type(e).__name__} while parsing)"
+
+
+_TRUNCATION_SIGNS = ("End of file reached before delimiter", "ended before the end of the sequence")
+
+
+def dcmread_checked(source: Any, name: str | Path, **kwargs: Any) -> Dataset:
+    """``pydicom.dcmread`` that turns pydicom's end-of-file warnings into a truncation error.
+
+    pydicom reads a file that ends inside an encapsulated (compressed) pixel data item as a data set
+    with that element, or everything, missing, and only warns; taken at face value that is "a DICOM
+    object without pixel data". Any other warning pydicom gives is passed on (``aris.inputs.read``
+    records it in the provenance, not on the console).
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = pydicom.dcmread(source, **kwargs)
+    for w in caught:
+        message = str(w.message)
+        if any(sign in message for sign in _TRUNCATION_SIGNS):
+            raise CorruptFileError(
+                name, "truncated: the file ends inside its data (pydicom found no closing delimiter)"
+            )
+    cut = _cut_inside(ds, source)
+    if cut is not None:
+        raise CorruptFileError(name, f"truncated: {cut}")
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return ds
+
+
+def _cut_inside(ds: Dataset, source: Any) -> str | None:
+    """How the file is cut short, when its last element runs past the end of the file; else None.
+
+    pydicom stops quietly at the end of a file, keeping a short (or deferred, never read) last value,
+    so a file cut anywhere but inside encapsulated pixel data parses as a shorter, valid-looking data
+    set. Elements are in tag order, so the last one tells.
+    """
+    if not isinstance(source, str | Path) or len(ds) == 0:
+        return None
+    if transfer_syntax(ds) == DEFLATED:
+        return None  # offsets count in the inflated stream
+    tag = list(ds.keys())[-1]
+    raw = ds.get_item(tag, keep_deferred=True)
+    tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", None)
+    if tell is None or length in (None, 0xFFFFFFFF):
+        return None
+    size = os.path.getsize(source)
+    if tell + length > size:
+        if tag == _PIXEL_DATA:
+            return f"pixel data needs {length} bytes, the file holds {max(0, size - tell)}"
+        return f"the file ends inside element {BaseTag(tag)}"
+    if 0 < size - (tell + length) < 8:  # a few bytes left: an element header cut short
+        return f"the file ends inside the element after {BaseTag(tag)}"
+    return None
 
 
 def _starts_like_raw_dataset(path: Path) -> bool:
     with path.open("rb") as f:
         head = f.read(4)
-    return head[:2] in (b"\x08\x00", b"\x00\x08") and len(head) == 4
+    return len(head) == 4 and ((head[:2] == b"\x08\x00" and head[3] == 0) or head[:3] == b"\x00\x08\x00")
 
 
 def sop_class(ds: Dataset) -> UID | None:
@@ -136,15 +215,28 @@ def check_pixels(ds: Dataset, path: str | Path) -> None:
     if is_dicomdir(ds):
         raise NoPixelDataError(path, "a DICOMDIR (media index) holds no image; open the folder instead")
     if not has_pixels(ds):
-        if expects_pixels(ds) and "Rows" not in ds:
-            raise CorruptFileError(path, f"truncated: a {sop_class_name(ds)} file that ends before its image")
         if expects_pixels(ds):
-            raise CorruptFileError(path, f"a {sop_class_name(ds)} file without pixel data (truncated?)")
+            # A file cut exactly between two elements and one stored without its image read the same.
+            raise CorruptFileError(
+                path,
+                f"a {sop_class_name(ds)} file whose image is missing: no Pixel Data (cut short or stripped)",
+            )
         raise NoPixelDataError(path, f"a {sop_class_name(ds)} object holds no image (no Pixel Data)")
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and len(meta) > 0 and "TransferSyntaxUID" not in meta:
+        raise CorruptFileError(
+            path,
+            "the file meta has no Transfer Syntax UID (0002,0010): how the pixel data are encoded is unknown",
+        )
+    absent = [name for tag, name in _PIXEL_MODULE if tag not in ds]
+    if absent and "PixelData" in ds:
+        raise CorruptFileError(path, f"the header lacks {', '.join(absent)}, needed to decode the pixel data")
     raw = ds.get_item("PixelData", keep_deferred=True) if "PixelData" in ds else None
     value_tell = getattr(raw, "value_tell", None)
     length = getattr(raw, "length", None)
-    if value_tell is not None and length not in (None, 0xFFFFFFFF):
+    # In a deflated file offsets count in the inflated stream, not in the file on disk.
+    deflated = transfer_syntax(ds) == DEFLATED
+    if value_tell is not None and length not in (None, 0xFFFFFFFF) and not deflated:
         size = Path(path).stat().st_size
         if value_tell + length > size:
             raise CorruptFileError(
@@ -166,6 +258,19 @@ def check_pixels(ds: Dataset, path: str | Path) -> None:
         )
 
 
+DEFLATED = UID("1.2.840.10008.1.2.1.99")
+_PIXEL_MODULE = (
+    (0x00280002, "Samples per Pixel (0028,0002)"),
+    (0x00280004, "Photometric Interpretation (0028,0004)"),
+    (0x00280010, "Rows (0028,0010)"),
+    (0x00280011, "Columns (0028,0011)"),
+    (0x00280100, "Bits Allocated (0028,0100)"),
+    (0x00280101, "Bits Stored (0028,0101)"),
+    (0x00280103, "Pixel Representation (0028,0103)"),
+)
+"""Image Pixel attributes pydicom needs to decode integer Pixel Data."""
+
+
 def decode(ds: Dataset, path: str | Path, index: int | None = None) -> np.ndarray:
     """Decode the stored pixel values (before any rescale) of one frame, or all frames.
 
@@ -176,19 +281,133 @@ def decode(ds: Dataset, path: str | Path, index: int | None = None) -> np.ndarra
     path = Path(path)
     try:
         if "PixelData" not in ds:  # float pixel data: only the generic path knows it
-            arr = ds.pixel_array
+            arr = np.asarray(ds.pixel_array)
             return arr if index is None or arr.ndim < 3 or _frames(ds) == 1 else arr[index]
-        arr, _ = get_decoder(transfer_syntax(ds)).as_array(ds, index=index)
-        return arr
+        fast = _j2k_frame(ds, index)
+        if fast is not None:
+            return fast
+        decoded, _ = get_decoder(transfer_syntax(ds)).as_array(ds, index=index)
+        return np.asarray(decoded)
     except (NotImplementedError, RuntimeError) as e:
         raise UnsupportedTransferSyntaxError(
             path,
             f"pixel data encoded as {transfer_syntax(ds).name} could not be decoded ({type(e).__name__})",
         ) from e
     except (*_READ_ERRORS, OSError) as e:
-        raise CorruptFileError(
-            path, f"pixel data cannot be decoded: truncated or damaged ({type(e).__name__})"
-        ) from e
+        raise CorruptFileError(path, _decode_problem(e)) from e
+
+
+# -- JPEG 2000 lossless without the GIL -------------------------------------------------------------
+
+J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
+"""JPEG 2000 Image Compression (Lossless Only): every correct decoder gives the same values."""
+
+
+_CODEC_LOCK = threading.Lock()
+_JPEG2K: list[Any] = []
+
+
+def jpeg2k_decoder() -> Any:
+    """imagecodecs' ``jpeg2k_decode``, imported once under a lock (call it before starting threads:
+    two threads importing a package at once can see it half-initialised); None without imagecodecs."""
+    if not _JPEG2K:
+        with _CODEC_LOCK:
+            if not _JPEG2K:
+                try:
+                    import imagecodecs
+
+                    _JPEG2K.append(imagecodecs.jpeg2k_decode)
+                except ImportError:
+                    _JPEG2K.append(None)
+    return _JPEG2K[0]
+
+
+def decode_j2k_grey(
+    frame: bytes, *, rows: int, columns: int, signed: bool, bits_allocated: int, bits_stored: int
+) -> np.ndarray | None:
+    """One lossless JPEG 2000 grey frame decoded by imagecodecs, which releases the GIL (pydicom's
+    OpenJPEG plugin holds it), or None when anything differs from what pydicom would return: then the
+    caller decodes with pydicom, which applies its corrections (a codestream whose signedness or
+    precision disagrees with the header) and names any error.
+    """
+    decoder = jpeg2k_decoder()
+    if decoder is None:
+        return None
+    try:
+        arr = np.asarray(decoder(frame))
+    except Exception:  # a failing codec: pydicom decodes it, or says why not
+        return None
+    if bits_allocated not in (8, 16) or not 1 <= bits_stored <= bits_allocated:
+        return None
+    expected = np.dtype(f"{'i' if signed else 'u'}{bits_allocated // 8}")
+    if arr.shape != (rows, columns) or arr.dtype != expected:
+        return None
+    if bits_stored < bits_allocated and arr.size:
+        lo, hi = (
+            (-(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1)
+            if signed
+            else (0, (1 << bits_stored) - 1)
+        )
+        if int(arr.min()) < lo or int(arr.max()) > hi:
+            return None
+    return arr
+
+
+def _j2k_frame(ds: Dataset, index: int | None) -> np.ndarray | None:
+    """The fast path of :func:`decode` for one grey frame of a lossless JPEG 2000 object."""
+    frames = _frames(ds)
+    if str(transfer_syntax(ds)) != J2K_LOSSLESS or (index is None and frames > 1):
+        return None
+    if as_int(ds.get("SamplesPerPixel")) != 1 or "ModalityLUTSequence" in ds:
+        return None
+    try:
+        frame = get_frame(ds.PixelData, index or 0, number_of_frames=frames)
+    except (ValueError, KeyError, IndexError):
+        return None
+    return decode_j2k_grey(
+        frame,
+        rows=as_int(ds.get("Rows")) or 0,
+        columns=as_int(ds.get("Columns")) or 0,
+        signed=as_int(ds.get("PixelRepresentation")) == 1,
+        bits_allocated=as_int(ds.get("BitsAllocated")) or 0,
+        bits_stored=as_int(ds.get("BitsStored")) or 0,
+    )
+
+
+def read_j2k_native(path: str | Path, summary: HeaderSummary) -> np.ndarray | None:
+    """A single-frame lossless JPEG 2000 slice found by the fast scan, decoded without reading a
+    Dataset: the codestream is read from the offset the scan noted. None: decode it with pydicom."""
+    if not summary.j2k_grey:
+        return None
+    try:
+        with open(path, "rb") as f:
+            f.seek(summary.pixel_offset)
+            frame = get_frame(f.read(), 0, number_of_frames=1)
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+    return decode_j2k_grey(
+        frame,
+        rows=summary.rows,
+        columns=summary.columns,
+        signed=summary.pixel_representation == 1,
+        bits_allocated=summary.bits_allocated or 0,
+        bits_stored=summary.bits_stored or 0,
+    )
+
+
+def _decode_problem(e: BaseException) -> str:
+    """What a decode failure says about the file, in words that match what is wrong with it."""
+    text = str(e)
+    if "Missing required element" in text or "has no (0002,0010)" in text:
+        what = text.split(":", 1)[-1].strip().strip(".")
+        return f"the header lacks {what}, needed to decode the pixel data"
+    if "invalid literal" in text:
+        return f"a header value is invalid ({text[:80]})"
+    if "is invalid" in text and "(0028," in text:
+        return f"a pixel description in the header is invalid ({text.split(',', 1)[0]}...)"
+    if isinstance(e, EOFError) or "end of file" in text.lower() or "truncat" in text.lower():
+        return f"truncated: the pixel data end early ({type(e).__name__})"
+    return f"pixel data cannot be decoded: damaged ({type(e).__name__}: {text[:120]})"
 
 
 def _frames(ds: Dataset) -> int:
@@ -337,6 +556,17 @@ class HeaderSummary:
             and self.pixel_representation in (0, 1)
             and not self.modality_lut
             and self.pixel_length == self.rows * self.columns * 2
+        )
+
+    @property
+    def j2k_grey(self) -> bool:
+        """A lossless JPEG 2000 grey slice: :func:`read_j2k_native` may decode it without the GIL."""
+        return (
+            self.transfer_syntax == J2K_LOSSLESS
+            and self.samples == 1
+            and self.photometric in ("MONOCHROME1", "MONOCHROME2")
+            and self.pixel_length is None
+            and not self.modality_lut
         )
 
     def rescale(self) -> Dataset:

@@ -266,7 +266,7 @@ def _status(cc: dict[str, Any] | None) -> str:
     if not cc:
         return ""
     codings = cc.get("coding") or []
-    return (codings[0].get("code") if codings else None) or cc.get("text", "")
+    return str((codings[0].get("code") if codings else None) or cc.get("text", ""))
 
 
 def _obs_date(r: dict[str, Any]) -> str:

@@ -89,7 +89,7 @@ def read_image(path: str | Path, *, pad_square: bool = False, max_pixels: int = 
         details["padding"] = None
     logger.info("image: %dx%d %s", image.size[0], image.size[1], kind)
     return PreparedInput(
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         parts=[ImagePart(image)],
         provenance=Provenance(kind=kind, sources=[str(path)], details=details, warnings=warnings),
         padding=padding,
@@ -150,7 +150,8 @@ def _to_uint8_rgb(arr: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(arr)
     top = float(arr.max()) if arr.size else 0.0
     bits = max(8, int(np.ceil(np.log2(top + 1)))) if top > 0 else 8
-    return np.round(arr.astype(np.float64) / (2**bits - 1) * 255).astype(np.uint8)
+    out: np.ndarray = np.round(arr.astype(np.float64) / (2**bits - 1) * 255).astype(np.uint8)
+    return out
 
 
 def _read_pillow(path: Path, max_pixels: int) -> tuple[Image.Image, dict[str, Any], list[str]]:

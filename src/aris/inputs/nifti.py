@@ -15,9 +15,12 @@ from typing import Any, Literal
 
 import nibabel as nib
 import numpy as np
+from nibabel.affines import obliquity
 from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import SpatialImage
 
 from aris.inputs.base import PreparedInput
+from aris.inputs.detect import looks_like_hu, missing_pair_error
 from aris.inputs.errors import CorruptFileError, SeriesError, UnsupportedFormatError
 from aris.inputs.volume import (
     AXIAL_TOLERANCE_DEG,
@@ -60,10 +63,10 @@ def read_nifti(path: str | Path, *, modality: Literal["ct", "mri", "mr"] = "ct")
     except ImageFileError as e:
         raise UnsupportedFormatError(path, "not a NIfTI file Aris can read") from e
     except FileNotFoundError as e:
-        raise CorruptFileError(path, "no such file") from e
+        raise missing_pair_error(path, e) from e
     except (OSError, EOFError, ValueError) as e:
         raise CorruptFileError(path, f"damaged NIfTI file ({type(e).__name__})") from e
-    if not isinstance(img, nib.spatialimages.SpatialImage):
+    if not isinstance(img, SpatialImage):
         raise UnsupportedFormatError(path, "not a NIfTI volume")
 
     warnings: list[str] = []
@@ -80,6 +83,8 @@ def read_nifti(path: str | Path, *, modality: Literal["ct", "mri", "mr"] = "ct")
             img = img.slicer[(..., *([0] * (len(shape) - 3)))]
         canonical = nib.as_closest_canonical(img)
         data = canonical.get_fdata()  # applies scl_slope / scl_inter
+    except FileNotFoundError as e:
+        raise missing_pair_error(path, e) from e
     except (OSError, EOFError, ValueError, zlib.error) as e:
         raise CorruptFileError(path, f"damaged or truncated NIfTI data ({type(e).__name__})") from e
     if np.isnan(data).any():
@@ -117,19 +122,63 @@ def read_nifti(path: str | Path, *, modality: Literal["ct", "mri", "mr"] = "ct")
     env, facts = envelope_warnings(
         n_slices=nz, rows=ny, columns=nx, normal=normal, gaps=[spacing] * max(nz - 1, 0) or None
     )
-    oblique = max(math.degrees(float(a)) for a in nib.affines.obliquity(canonical.affine))
+    oblique = max(math.degrees(float(a)) for a in obliquity(canonical.affine))
     facts["obliquity_deg"] = round(oblique, 2)
     if oblique > AXIAL_TOLERANCE_DEG and not any("from axial" in w for w in env):
         env.append(f"oblique volume ({oblique:.0f} degrees): reoriented to the closest axes, not resampled")
     details.update(facts)
     warnings.extend(env)
+    warnings.extend(_reformat_warnings(original_axes, canonical.header.get_zooms()[:3]))
+    warnings.extend(_modality_warnings(kind, data))
     logger.info("nifti: %s -> %d slices of %d (%s)", "x".join(map(str, shape)), len(indices), nz, kind)
     return PreparedInput(
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         parts=slice_parts(rgb),
         provenance=Provenance(kind=kind, sources=[str(path)], details=details, warnings=warnings),
         extra={"indices": indices},
     )
+
+
+ANISOTROPY_TOLERANCE = 0.05  # relative difference of the two in-plane voxel sizes still called square
+
+
+def _reformat_warnings(axes_in_file: str, zooms: Any) -> list[str]:
+    """What the DICOM path would say: slices that were not acquired axially, and pixels that are not square.
+
+    The volume is turned to the closest axes, so a sagittal or coronal file is shown as axial images
+    built across its slices; with thick slices those images are stretched along one side.
+    """
+    out: list[str] = []
+    slice_axis = axes_in_file[2:3]
+    plane = {"L": "sagittal", "R": "sagittal", "A": "coronal", "P": "coronal"}.get(slice_axis)
+    if plane:
+        out.append(
+            f"the file holds {plane} slices (axes {axes_in_file}); the axial images shown are reformatted "
+            "across them, and MedGemma was trained on acquired axial slices"
+        )
+    dx, dy = float(zooms[0]), float(zooms[1])
+    if min(dx, dy) > 0 and abs(dx - dy) > ANISOTROPY_TOLERANCE * max(dx, dy):
+        out.append(
+            f"axial pixels are {dx:.3g} x {dy:.3g} mm (not square): each image is stretched "
+            f"{max(dx, dy) / min(dx, dy):.2g}x along one side as shown"
+        )
+    return out
+
+
+def _modality_warnings(kind: str, data: np.ndarray) -> list[str]:
+    """NIfTI stores no modality: say so when the values contradict the recipe asked for."""
+    lo, hi = float(np.min(data)), float(np.max(data))
+    if kind == "ct" and not looks_like_hu(data):
+        return [
+            f"values range {lo:.4g} to {hi:.4g} with under 1% below -500 (no air at -1000 HU): not CT in "
+            "Hounsfield units (an MR volume?); the CT windows were applied as asked (use kind 'mri' for MRI)"
+        ]
+    if kind == "mri" and looks_like_hu(data):
+        return [
+            f"values reach {lo:.4g} with over 1% below -500 (air in Hounsfield units): this looks like CT; "
+            "the MRI recipe was applied as asked (use kind 'ct' for CT)"
+        ]
+    return []
 
 
 def _scaling(img: Any) -> tuple[float | None, float | None]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import logging
 import tempfile
+import threading
 import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -38,14 +39,18 @@ from aris.inputs import dicom
 from aris.inputs.archive import safe_extract
 from aris.inputs.base import PreparedInput
 from aris.inputs.errors import CorruptFileError, SeriesError
+from aris.inputs.parallel import pmap
 from aris.inputs.volume import (
+    AXIAL_TOLERANCE_DEG,
     CT_WINDOWS,
+    MIN_TRAINED_SLICES,
     ct_lut,
     envelope_warnings,
     minmax_grey,
     sample_indices,
     slice_normal,
     slice_parts,
+    tilt_from_axial,
     window_ct,
 )
 from aris.types import Provenance
@@ -109,7 +114,16 @@ class Volume:
 
     @property
     def localizer(self) -> bool:
-        return "LOCALIZER" in self.image_type
+        return any(t in self.image_type for t in ("LOCALIZER", "SCOUT", "TOPOGRAM"))
+
+    @property
+    def localizer_like(self) -> bool:
+        """A localizer, or too few slices to be a volume (a scout often lacks the LOCALIZER type)."""
+        return self.localizer or len(self.slices) < MIN_TRAINED_SLICES
+
+    @property
+    def axial(self) -> bool:
+        return self.normal is not None and tilt_from_axial(self.normal) <= AXIAL_TOLERANCE_DEG
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -157,7 +171,7 @@ def read_series(
     wanted = _wanted_modality(modality, source)
     with ExitStack() as stack:
         label, files = _collect(source, stack)
-        refs, skipped = _scan(files, single=len(files) == 1)
+        refs, skipped = _scan(files, single=len(files) == 1, root=label)
         volumes = [_make_volume(uid, group) for uid, group in _group(refs).items()]
         chosen, reason = _choose(volumes, label, wanted, series_uid, skipped)
         return _render(chosen, reason, volumes, skipped, label, wanted)
@@ -211,7 +225,9 @@ def _hidden(path: Path, root: Path) -> bool:
 # -- scanning headers -------------------------------------------------------------------------------
 
 
-def _scan(files: list[Path], *, single: bool) -> tuple[list[SliceRef], list[tuple[str, str]]]:
+def _scan(
+    files: list[Path], *, single: bool, root: Path | None = None
+) -> tuple[list[SliceRef], list[tuple[str, str]]]:
     """SliceRefs for every CT/MR image file; (name, reason) for everything skipped.
 
     With a single file, its problem is raised (naming it) instead of being reported.
@@ -246,17 +262,27 @@ def _scan(files: list[Path], *, single: bool) -> tuple[list[SliceRef], list[tupl
         except InputError as e:
             if single:
                 raise
-            skipped.append((path.name, e.problem))
+            skipped.append((_shown(path, root), e.problem))
             continue
         sop = dicom.sop_class_name(ds)
         if "CT Image Storage" not in sop and "MR Image Storage" not in sop:
             reason = f"a {sop} object, not a CT or MR image"
             if single:
                 raise SeriesError(path, reason)
-            skipped.append((path.name, reason))
+            skipped.append((_shown(path, root), reason))
             continue
         refs.extend(_refs(path, ds))
     return refs, skipped
+
+
+def _shown(path: Path, root: Path | None) -> str:
+    """A skipped file's name as the user knows it: relative to the folder given (sub-folders kept)."""
+    if root is not None and root.is_dir():
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return path.name
 
 
 def _refs(path: Path, ds: Dataset) -> list[SliceRef]:
@@ -426,8 +452,13 @@ def _none_last(a: int | None) -> int:
 def _drop_duplicate_instances(
     refs: list[SliceRef], where: dict[int, float], notes: list[str]
 ) -> list[SliceRef]:
-    """One slice per (InstanceNumber, frame). Of duplicates, keep the one at a position no other
-    instance occupies (a re-sent file usually repeats a neighbour's image), then the first by name."""
+    """Drop re-sent files: a repeated (InstanceNumber, frame) at a position another slice already holds.
+
+    Scanners that number each acquisition from 1 repeat InstanceNumbers at different positions: those
+    slices are all kept. A re-sent file repeats its number at an occupied place (its own, or the
+    neighbour's image it duplicates): of each such group the slices at free positions are kept,
+    first by file name, and the rest dropped.
+    """
     by_key: dict[tuple[int, int], list[SliceRef]] = defaultdict(list)
     plain: list[SliceRef] = []
     for r in refs:
@@ -438,15 +469,22 @@ def _drop_duplicate_instances(
     if all(len(g) == 1 for g in by_key.values()):
         return refs
     kept = [g[0] for g in by_key.values() if len(g) == 1] + plain
+    occupied = sorted(where[id(r)] for r in kept)
     dropped = 0
     for g in by_key.values():
         if len(g) == 1:
             continue
-        occupied = [where[id(r)] for r in kept]
-        best = min(g, key=lambda r: (_overlaps([where[id(r)]], occupied), r.path.name, r.frame or 0))
-        kept.append(best)
-        dropped += len(g) - 1
-    notes.append(f"{dropped} slice{'s' if dropped != 1 else ''} with a duplicate InstanceNumber dropped")
+        for r in sorted(g, key=lambda r: (_overlaps([where[id(r)]], occupied), r.path.name, r.frame or 0)):
+            if _overlaps([where[id(r)]], occupied):
+                dropped += 1
+                continue
+            kept.append(r)
+            bisect.insort(occupied, where[id(r)])
+    if dropped:
+        notes.append(
+            f"{dropped} re-sent slice{'s' if dropped != 1 else ''} dropped "
+            "(an InstanceNumber repeated at a position another slice holds)"
+        )
     return kept
 
 
@@ -485,8 +523,8 @@ def _choose(
             label, f"{what}; found " + "; ".join(_describe(v) for v in volumes) + _skipped_summary(skipped)
         )
 
-    def rank(v: Volume) -> tuple[bool, bool, bool, int]:
-        return (v.modality in VOLUME_MODALITIES, not v.localizer, not v.derived, len(v.slices))
+    def rank(v: Volume) -> tuple[bool, bool, bool, bool, int]:
+        return (v.modality in VOLUME_MODALITIES, not v.localizer_like, v.axial, not v.derived, len(v.slices))
 
     pool.sort(key=rank, reverse=True)
     best = pool[0]
@@ -498,9 +536,15 @@ def _choose(
         reasons.append(f"{sum(1 for v in others if v.unusable)} other series cannot be ordered")
     if any(v.localizer for v in others if not v.unusable):
         reasons.append("localizers are not volumes")
+    if not best.localizer_like and any(
+        v.localizer_like and not v.localizer and not v.unusable for v in others
+    ):
+        reasons.append(f"series of fewer than {MIN_TRAINED_SLICES} slices are not volumes")
+    if best.axial and any(not v.axial and not v.unusable for v in others):
+        reasons.append("axial preferred (MedGemma was trained on axial slices)")
     if not best.derived and any(v.derived and not v.unusable for v in others):
         reasons.append("ORIGINAL preferred over DERIVED")
-    same_tier = [v for v in pool[1:] if rank(v)[:3] == rank(best)[:3]]
+    same_tier = [v for v in pool[1:] if rank(v)[:4] == rank(best)[:4]]
     if same_tier:
         reasons.append(f"most slices ({len(best.slices)} vs {max(len(v.slices) for v in same_tier)})")
     elif wanted and len(pool) == 1:
@@ -575,6 +619,7 @@ def _render(
         "files": [vol.slices[i].name for i in indices],
         "notes": list(vol.notes),
         "skipped_files": len(skipped),
+        "skipped": [{"file": name, "reason": why} for name, why in skipped],
     }
     rgb: Sequence[Image.Image] | np.ndarray
     if kind == "ct":
@@ -605,7 +650,7 @@ def _render(
         )
     logger.info("series: %d candidates, %d slices -> %d (%s)", len(volumes), n, len(indices), kind)
     return PreparedInput(
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         parts=slice_parts(rgb),
         provenance=Provenance(kind=kind, sources=[str(label)], details=details, warnings=warnings),
         extra={"indices": indices},
@@ -613,40 +658,69 @@ def _render(
 
 
 def _ct_slices(chosen: list[SliceRef], label: Path) -> list[Image.Image]:
-    """Decode only the chosen slices and window them by table lookup.
+    """Decode only the chosen slices and window them by table lookup, a thread per core.
 
     A slice's 16-bit stored values can take only 65,536 values, so the three windows are computed
     once per distinct rescale for all of them (the same arithmetic, element for element) and each
     pixel becomes one lookup. The table holds RGBX words, which Pillow unpacks to RGB in C.
+    Decoders and the lookup release the GIL (aris.inputs.parallel), so slices decode side by side.
     """
     luts: dict[tuple[Any, ...], np.ndarray] = {}
-    images: list[Image.Image] = []
-    for ref in chosen:
-        if ref.summary is not None and ref.summary.native_16bit_grey:
-            stored = dicom.read_native(ref.path, ref.summary)
-            rds = ref.summary.rescale()
-            modality_lut = False
-        else:
-            stored = _decode(ref)
-            rds = dicom.rescale_dataset(ref.dataset(), ref.frame)
-            modality_lut = "ModalityLUTSequence" in rds
+    lock = threading.Lock()
+    scratch = threading.local()
+
+    def one(ref: SliceRef) -> Image.Image:
+        stored, rds, modality_lut = _stored(ref)
         domain = _domain(stored)
         if domain is None or modality_lut:
-            images.append(Image.fromarray(window_ct(apply_modality_lut(stored, rds)), "RGB"))
-            continue
+            return Image.fromarray(window_ct(apply_modality_lut(stored, rds)), "RGB")
         key = (stored.dtype.str, str(rds.get("RescaleSlope")), str(rds.get("RescaleIntercept")))
-        lut = luts.get(key)
-        if lut is None:
-            rgbx = np.zeros((domain.size, 4), dtype=np.uint8)
-            rgbx[:, :3] = ct_lut(apply_modality_lut(domain, rds))
-            lut = luts[key] = rgbx.view("<u4").ravel()
+        with lock:
+            lut = luts.get(key)
+            if lut is None:
+                rgbx = np.zeros((domain.size, 4), dtype=np.uint8)
+                rgbx[:, :3] = ct_lut(apply_modality_lut(domain, rds))
+                lut = luts[key] = rgbx.view("<u4").ravel()
         # Index by the bit pattern: the table was built in that order.
         index: np.ndarray[Any, np.dtype[np.unsignedinteger[Any]]] = stored.view(
             np.uint16 if stored.itemsize == 2 else np.uint8
         )
-        packed = np.take(lut, index)
-        images.append(Image.frombytes("RGB", (stored.shape[1], stored.shape[0]), packed, "raw", "RGBX"))
-    return images
+        # Each thread reuses one RGBX buffer: Pillow copies it into the image, and a fresh megabyte
+        # per slice would only grow the threads' malloc arenas (peak memory, bench/prep_ct.py).
+        packed = getattr(scratch, "packed", None)
+        if packed is None or packed.shape != index.shape:
+            packed = scratch.packed = np.empty(index.shape, dtype=lut.dtype)
+        np.take(lut, index, out=packed)
+        return Image.frombytes("RGB", (stored.shape[1], stored.shape[0]), packed, "raw", "RGBX")
+
+    _load_shared_pixels(chosen)
+    return pmap(one, chosen)
+
+
+def _stored(ref: SliceRef) -> tuple[np.ndarray, Dataset, bool]:
+    """A slice's stored values, the data set holding its rescale, and whether that is a Modality LUT."""
+    if ref.summary is not None and ref.summary.native_16bit_grey:
+        return dicom.read_native(ref.path, ref.summary), ref.summary.rescale(), False
+    if ref.summary is not None and ref.summary.j2k_grey:
+        fast = dicom.read_j2k_native(ref.path, ref.summary)
+        if fast is not None:
+            return fast, ref.summary.rescale(), False
+    stored = _decode(ref)
+    rds = dicom.rescale_dataset(ref.dataset(), ref.frame)
+    return stored, rds, "ModalityLUTSequence" in rds
+
+
+def _load_shared_pixels(refs: list[SliceRef]) -> None:
+    """Before threads start: import the JPEG 2000 codec, and read each multi-frame object's deferred
+    pixel data once, so its frames are decoded side by side from the same bytes."""
+    dicom.jpeg2k_decoder()
+    seen: set[int] = set()
+    for ref in refs:
+        if ref.frame is not None and ref.ds is not None and id(ref.ds) not in seen:
+            seen.add(id(ref.ds))
+            for keyword in dicom.PIXEL_KEYWORDS:
+                if keyword in ref.ds:
+                    _ = ref.ds[keyword].value
 
 
 def _domain(stored: np.ndarray) -> np.ndarray | None:
@@ -662,17 +736,31 @@ def _domain(stored: np.ndarray) -> np.ndarray | None:
 
 def _mri_slices(
     refs: list[SliceRef], indices: list[int], label: Path
-) -> tuple[np.ndarray, tuple[float, float]]:
-    """Min-max over the WHOLE volume (every slice is decoded), then keep the chosen slices."""
+) -> tuple[list[Image.Image], tuple[float, float]]:
+    """Min-max over the WHOLE volume (every slice decoded, a thread per core), then the chosen slices
+    scaled one by one, so the whole volume is never held as floats at once."""
     keep = set(indices)
-    lo, hi = np.inf, -np.inf
-    kept: dict[int, np.ndarray] = {}
-    for i, ref in enumerate(refs):
-        values = apply_modality_lut(_decode(ref), dicom.rescale_dataset(ref.dataset(), ref.frame))
-        lo, hi = min(lo, float(values.min())), max(hi, float(values.max()))
-        if i in keep:
-            kept[i] = values
-    return minmax_grey(np.stack([kept[i] for i in indices]), (lo, hi))
+
+    def values(item: tuple[int, SliceRef]) -> tuple[float, float, np.ndarray | None]:
+        i, ref = item
+        stored, rds, _ = _stored(ref)
+        v = apply_modality_lut(stored, rds)
+        return float(v.min()), float(v.max()), v if i in keep else None
+
+    _load_shared_pixels(refs)
+    results = pmap(values, list(enumerate(refs)))
+    lo = min(r[0] for r in results)
+    hi = max(r[1] for r in results)
+    kept = [results[i][2] for i in indices]
+    del results
+
+    def grey(j: int) -> Image.Image:
+        v, kept[j] = kept[j], None  # each slice's values go as soon as its image exists
+        assert v is not None
+        rgb, _ = minmax_grey(v, (lo, hi))
+        return Image.fromarray(rgb, "RGB")
+
+    return pmap(grey, range(len(kept))), (lo, hi)
 
 
 def _decode(ref: SliceRef) -> np.ndarray:

@@ -49,7 +49,7 @@ def sample_indices(n: int, k: int = MAX_SLICES) -> list[int]:
 
 def _norm(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """The notebook's ``norm``: clip in the input dtype, then float32 arithmetic in its order."""
-    out = np.clip(values, lo, hi).astype(np.float32)
+    out: np.ndarray = np.clip(values, lo, hi).astype(np.float32)
     out -= lo
     out /= hi - lo
     out *= 255.0

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from aris.config import ArisSettings
 from aris.engines.base import Engine
 from aris.errors import ArisError
-from aris.server import embed_routes
+from aris.server import audio_routes, embed_routes
 from aris.server.errors import APIError, api_error_handler, aris_error_handler, error_body
 from aris.server.job_routes import router as job_router
 from aris.server.jobs import JobManager
@@ -207,6 +207,7 @@ def create_app(
     app.include_router(health)
     app.include_router(api)
     app.include_router(job_router)
+    audio_routes.attach(app)
     embed_routes.attach(app)
     mcp_guard = KeyGuard(settings)
     app.router.routes.append(Route("/mcp", endpoint=mcp_guard))

@@ -126,9 +126,10 @@ class Trace:
         )
         turns = build_turns(messages, think=params.think)
         images = count_images(turns)
-        result.usage["prompt_tokens"] = (
-            self.engine.count_text_tokens(render(turns)) + images * self.engine.capabilities.image_tokens
-        )
+        if "prompt_tokens" not in result.usage:  # the engine did not report it
+            result.usage["prompt_tokens"] = (
+                self.engine.count_text_tokens(render(turns)) + images * self.engine.capabilities.image_tokens
+            )
         self.results.append((name, result))
         logger.info(
             "task %s step %s: %d images, %d completion tokens, %.2fs",

@@ -15,7 +15,15 @@ import re
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from aris.context import RunContext
 from aris.engines.base import Engine
@@ -87,10 +95,27 @@ class LabTest(BaseModel):
     def _strip(cls, v: str) -> str:
         return v.strip()
 
-    @field_validator("sample_collection_time")
-    @classmethod
-    def _time(cls, v: str) -> str:
-        return collection_time(v) if v.strip() else ""
+    _time_note: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _time(self) -> LabTest:
+        """``DD-MM-YYYY HH:MM:SS`` when the printed time converts unambiguously; otherwise the time is
+        kept exactly as printed, with a note, rather than losing the row (or the page) over it."""
+        raw = self.sample_collection_time.strip()
+        if not raw:
+            self.sample_collection_time = ""
+            return self
+        try:
+            self.sample_collection_time = collection_time(raw)
+        except ValueError as e:
+            self.sample_collection_time = raw
+            self._time_note = f"sample_collection_time kept as printed: {e}"
+        return self
+
+    @property
+    def time_note(self) -> str | None:
+        """Why ``sample_collection_time`` is not in the normal form, when it is not."""
+        return self._time_note
 
 
 class LabOut(Output):
@@ -129,7 +154,8 @@ def parse_page(text: str) -> PageTests:
             )
     if errors:
         raise ParseError(errors)
-    return PageTests(tests, found.notes)
+    dates = [f"{t.name}: {t.time_note}" for t in tests if t.time_note]
+    return PageTests(tests, [*found.notes, *dates])
 
 
 class PageTests(list[LabTest]):

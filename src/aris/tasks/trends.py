@@ -11,7 +11,8 @@ as such. Ranges differ by laboratory, age and sex: the table is a screening aid,
 
 from __future__ import annotations
 
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -109,13 +110,22 @@ def _when(r: dict[str, Any]) -> str | None:
     return v if isinstance(v, str) else None
 
 
-def _parse_time(s: str) -> datetime:
+_PARTIAL = re.compile(r"^(\d{4})(?:-(\d{2}))?$")
+
+
+def _parse_time(s: str) -> tuple[datetime, str | None]:
+    """A FHIR date/dateTime -> (instant, precision note). FHIR allows "2020" and "2020-05": those are
+    placed at the start of the year or month, and the note says so. ValueError for anything else."""
+    s = s.strip()
+    if m := _PARTIAL.match(s):
+        year, month = int(m.group(1)), int(m.group(2) or 1)
+        return datetime(year, month, 1, tzinfo=UTC), "year" if m.group(2) is None else "month"
     dt = (
         datetime.fromisoformat(s.replace("Z", "+00:00"))
         if "T" in s
         else datetime.fromisoformat(s + "T00:00:00+00:00")
     )
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)  # naive times in one record share a clock
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)), None  # naive times in one record share a clock
 
 
 def _code(cc: dict[str, Any] | None) -> tuple[str, str]:
@@ -155,17 +165,29 @@ def _flag(v: float, lo: float | None, hi: float | None) -> str | None:
     return None
 
 
-def compute_series(resources: dict[str, dict[str, Any]], codes: list[str] | None = None) -> list[Series]:
-    """Every numeric Observation (and numeric component, e.g. blood pressure) grouped by code and unit."""
+def compute_series(
+    resources: dict[str, dict[str, Any]], codes: list[str] | None = None, notes: list[str] | None = None
+) -> list[Series]:
+    """Every numeric Observation (and numeric component, e.g. blood pressure) grouped by code and unit.
+
+    Observations dated only to a year or month are placed at its start and flagged; one whose date
+    cannot be read is left out and named in ``notes`` (when given).
+    """
     raw: dict[tuple[str, str], list[tuple[datetime, str, float, str, dict[str, Any]]]] = defaultdict(list)
     names: dict[tuple[str, str], str] = {}
+    partial: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     for key, r in resources.items():
         if r.get("resourceType") != "Observation" or r.get("status") in ("entered-in-error", "cancelled"):
             continue
         when = _when(r)
         if when is None:
             continue
-        t = _parse_time(when)
+        try:
+            t, precision = _parse_time(when)
+        except ValueError:
+            if notes is not None:
+                notes.append(f"{key}: date {when!r} cannot be read; left out of the trends")
+            continue
         items = [(r, r.get("code"))] + [(c, c.get("code")) for c in r.get("component") or []]
         for obj, cc in items:
             q = obj.get("valueQuantity")
@@ -176,6 +198,8 @@ def compute_series(resources: dict[str, dict[str, Any]], codes: list[str] | None
             k = (code, unit)
             names.setdefault(k, name)
             raw[k].append((t, when, float(q["value"]), key, obj))
+            if precision:
+                partial[k][precision] += 1
     out: list[Series] = []
     for (code, unit), pts in raw.items():
         name = names[(code, unit)]
@@ -209,6 +233,10 @@ def compute_series(resources: dict[str, dict[str, Any]], codes: list[str] | None
                 flags.append("back within range")
         if len(values) == 1:
             flags.append("single value")
+        for precision, n in sorted(partial[(code, unit)].items()):
+            flags.append(
+                f"{n} value{'s' if n != 1 else ''} dated to the {precision} only (placed at its start)"
+            )
         out.append(
             Series(
                 code=code,
@@ -272,8 +300,8 @@ class Trends(Task):
     Options = TrendsOptions
     max_new_tokens = 384
 
-    def series(self, inputs: list[PreparedInput], o: Any) -> list[Series]:
-        series = compute_series(resources_of(inputs[0]), o.codes or None)
+    def series(self, inputs: list[PreparedInput], o: Any, notes: list[str] | None = None) -> list[Series]:
+        series = compute_series(resources_of(inputs[0]), o.codes or None, notes)
         if not series:
             src = inputs[0].provenance.sources[0] if inputs[0].provenance.sources else None
             raise InputError(src, "has no numeric observations" + (" matching the codes" if o.codes else ""))
@@ -290,7 +318,9 @@ class Trends(Task):
         narrative = answer_only(text)
         if not narrative:
             raise ParseError("empty narrative")
-        return TrendsOut(series=self.series(inputs, o), narrative=narrative)
+        notes: list[str] = []
+        out = TrendsOut(series=self.series(inputs, o, notes), narrative=narrative)
+        return out.warn(*notes)  # type: ignore[return-value]
 
     def repair_prompt(self, errors: list[str], inputs: list[PreparedInput], options: Any) -> str:
         return "Your reply was empty. Write the short narrative about the trends in the table."

@@ -4,7 +4,8 @@ Each backend is the class Aris's index uses (:mod:`aris.embed.index`), filled th
 batches of 10,000, with 1152-d unit vectors (MedSigLIP's size). The vectors are clustered like real
 embeddings (2,000 centres, each vector a centre plus noise, normalised), generated chunk by chunk
 from fixed seeds so the exact answer is computed in NumPy without a second copy in memory. Queries are
-fresh draws from the same distribution. Recall@10 = the share of the exact top 10 (NumPy brute force,
+fresh draws from the same distribution, timed round-robin across the backends (so the load of a shared
+machine falls on all alike), and the p50 ratio to faiss is printed. Recall@10 = the share of the exact top 10 (NumPy brute force,
 float32) that the backend returns.
 
 * ``faiss``: exact inner product in memory (``IndexIDMap2(IndexFlatIP)``), vectors durable in SQLite;
@@ -70,37 +71,57 @@ def exact_top10(n: int, centres: np.ndarray, queries: np.ndarray) -> np.ndarray:
 
 
 def run(
-    backend: str, n: int, centres: np.ndarray, queries: np.ndarray, truth: np.ndarray, root: Path
+    backends: list[str], n: int, centres: np.ndarray, queries: np.ndarray, truth: np.ndarray, root: Path
 ) -> None:
-    folder = root / f"{backend}-{n}"
-    folder.mkdir()
-    be = open_backend(backend, folder, DIM, index_name="bench")
-    t0 = time.perf_counter()
-    for ids, x in chunks(n, centres):
-        be.add(ids, x)
-    build = time.perf_counter() - t0
-    lat, recall = [], []
-    be.search(queries[0], 10)  # warm-up
-    for q, t in zip(queries, truth, strict=True):
-        t1 = time.perf_counter()
-        hits = be.search(q, 10)
-        lat.append(time.perf_counter() - t1)
-        recall.append(len({h for h, _ in hits} & set(t.tolist())) / 10)
-    extra = ""
-    if backend == "faiss":
-        be.close()
-        t2 = time.perf_counter()
+    """Fill every backend, then time the queries round-robin (query 1 on each, query 2 on each, ...), so
+    a change in the machine's load falls on all backends alike."""
+    opened = {}
+    build = {}
+    for backend in backends:
+        folder = root / f"{backend}-{n}"
+        folder.mkdir()
         be = open_backend(backend, folder, DIM, index_name="bench")
-        extra = f"  reopen {time.perf_counter() - t2:.1f}s"
-    be.close()
-    disk = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**30
-    p50, p99 = np.percentile(np.array(lat) * 1000, [50, 99])
-    print(
-        f"{backend:>10}  {n:>9,}  p50 {p50:9.1f} ms  p99 {p99:9.1f} ms  recall@10 {np.mean(recall):.3f}"
-        f"  build {build:7.1f}s  disk {disk:5.2f} GiB{extra}  (load {os.getloadavg()[0]:.1f})",
-        flush=True,
-    )
-    shutil.rmtree(folder, ignore_errors=True)
+        t0 = time.perf_counter()
+        for ids, x in chunks(n, centres):
+            be.add(ids, x)
+        build[backend] = time.perf_counter() - t0
+        be.search(queries[0], 10)  # warm-up
+        opened[backend] = (be, folder)
+        print(
+            f"{backend:>10}  {n:>9,}  filled in {build[backend]:.1f}s (load {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
+    lat: dict[str, list[float]] = {b: [] for b in backends}
+    recall: dict[str, list[float]] = {b: [] for b in backends}
+    for q, t in zip(queries, truth, strict=True):
+        for backend in backends:
+            be = opened[backend][0]
+            t1 = time.perf_counter()
+            hits = be.search(q, 10)
+            lat[backend].append(time.perf_counter() - t1)
+            recall[backend].append(len({h for h, _ in hits} & set(t.tolist())) / 10)
+    p50s = {}
+    for backend in backends:
+        be, folder = opened[backend]
+        extra = ""
+        if backend == "faiss":
+            be.close()
+            t2 = time.perf_counter()
+            be = open_backend(backend, folder, DIM, index_name="bench")
+            extra = f"  reopen {time.perf_counter() - t2:.1f}s"
+        be.close()
+        disk = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**30
+        p50, p99 = np.percentile(np.array(lat[backend]) * 1000, [50, 99])
+        p50s[backend] = p50
+        print(
+            f"{backend:>10}  {n:>9,}  p50 {p50:9.1f} ms  p99 {p99:9.1f} ms  recall@10 {np.mean(recall[backend]):.3f}"
+            f"  build {build[backend]:7.1f}s  disk {disk:5.2f} GiB{extra}",
+            flush=True,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+    if "faiss" in p50s:
+        ratios = ", ".join(f"{b} {p50s[b] / p50s['faiss']:.2f}x" for b in backends if b != "faiss")
+        print(f"{'':>10}  p50 relative to faiss: {ratios}  (load {os.getloadavg()[0]:.1f})", flush=True)
 
 
 def main() -> None:
@@ -122,13 +143,15 @@ def main() -> None:
             t = time.perf_counter()
             truth = exact_top10(n, centres, queries)
             print(f"exact top-10 for {n:,} vectors in NumPy: {time.perf_counter() - t:.1f}s", flush=True)
+            backends = []
             for backend in args.backends.split(","):
                 if backend == "qdrant" and n > args.qdrant_max:
                     print(
                         f"{backend:>10}  {n:>9,}  skipped (local mode above --qdrant-max; use a Qdrant server)"
                     )
-                    continue
-                run(backend, n, centres, queries, truth, root)
+                else:
+                    backends.append(backend)
+            run(backends, n, centres, queries, truth, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

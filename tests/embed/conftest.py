@@ -28,7 +28,7 @@ def other_siglip(test_cache: Path) -> Path:
     """A second tiny SigLIP with other weights (another model identity)."""
     from aris.embed.tiny import build_tiny_siglip
 
-    return build_tiny_siglip(test_cache / "other", seed=1)
+    return build_tiny_siglip(test_cache, seed=1)
 
 
 @pytest.fixture

@@ -90,7 +90,8 @@ def train_tokenizer(folder: Path, vocab_size: int = 200) -> None:
 
 def build_tiny_siglip(root: Path, *, image_size: int = 32, seed: int = 0) -> Path:
     """The folder of the tiny SigLIP (built once under ``root``, then reused)."""
-    target = Path(root) / f"{TINY_SIGLIP_NAME}-v{_BUILD_VERSION}-{image_size}"
+    seeded = f"-seed{seed}" if seed else ""
+    target = Path(root) / f"{TINY_SIGLIP_NAME}-v{_BUILD_VERSION}-{image_size}{seeded}"
     if (target / "config.json").exists() and (target / "spiece.model").exists():
         return target
     import torch

@@ -185,5 +185,9 @@ def use_oracle(monkeypatch: pytest.MonkeyPatch, rules: list[tuple[str, str]], re
         made.append(Oracle(settings.model or "oracle", rules, repair))
         return made[-1]
 
-    monkeypatch.setattr("aris.batch.executors.load_engine", load)
+    # The batch loads its generator through the model-role registry: point the role at the oracle.
+    from aris.context import MODEL_ROLES
+
+    monkeypatch.setitem(MODEL_ROLES._targets, "generator", load)
+    monkeypatch.setitem(MODEL_ROLES._loaded, "generator", load)
     return made

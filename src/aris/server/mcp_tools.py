@@ -178,4 +178,7 @@ def build_mcp(
     run_task.__annotations__["task"] = Literal[tuple(TASKS.names())]
     srv.tool()(_tool_errors(run_task))
 
+    from aris.server import mcp_embed
+
+    mcp_embed.register(srv, roots=roots, max_bytes=max_bytes)
     return srv

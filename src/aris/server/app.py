@@ -30,8 +30,7 @@ from aris.config import ArisSettings
 from aris.context import Models
 from aris.engines.base import Engine
 from aris.errors import ArisError
-<<<<<<< HEAD
-from aris.server import audio_routes, guard
+from aris.server import audio_routes, embed_routes, guard
 from aris.server.audit import Audit
 from aris.server.auth import KeyRing
 from aris.server.errors import (
@@ -43,10 +42,6 @@ from aris.server.errors import (
     send_error,
     validation_handler,
 )
-=======
-from aris.server import audio_routes, embed_routes
-from aris.server.errors import APIError, api_error_handler, aris_error_handler, error_body
->>>>>>> embed
 from aris.server.job_routes import router as job_router
 from aris.server.jobs import JobManager
 from aris.server.limits import KeyLimiter
@@ -91,6 +86,7 @@ def attach_routers(app: FastAPI, mcp: MCPMount) -> None:
     app.include_router(api)
     app.include_router(job_router)
     audio_routes.attach(app)
+    embed_routes.attach(app)
     app.router.routes.append(Route("/mcp", endpoint=mcp))
     web = Path(__file__).parent / "web"
     app.mount("/ui", StaticFiles(directory=web, html=True), name="ui")
@@ -225,31 +221,9 @@ def create_app(
     app.add_exception_handler(APIError, api_error_handler)
     app.add_exception_handler(ArisError, aris_error_handler)
     app.add_exception_handler(RequestValidationError, validation_handler)
-<<<<<<< HEAD
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Image.DecompressionBombError, image_too_large)
     attach_routers(app, mcp)
     guard.install(app, settings, metrics, keys, limiter)
     app.state.mcp = mcp
-=======
-    app.include_router(health)
-    app.include_router(api)
-    app.include_router(job_router)
-    audio_routes.attach(app)
-    embed_routes.attach(app)
-    mcp_guard = KeyGuard(settings)
-    app.router.routes.append(Route("/mcp", endpoint=mcp_guard))
-    web = Path(__file__).parent / "web"
-    app.mount("/ui", StaticFiles(directory=web, html=True), name="ui")
-
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/ui/")
-
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
-        )
-    app.add_middleware(GuardMiddleware, settings=settings, metrics=metrics)
->>>>>>> embed
     return app

@@ -67,32 +67,15 @@ class ZeroShotOptions(EmbedOptions):
         return v
 
 
-def _server_service(ctx: RunContext) -> Any:
-    """The server's embed service when the caller chose nothing itself, else None.
-
-    The server's job path and MCP pass just the generator: no embedder and no settings of their own
-    (``Models._settings`` stays None until someone reads ``settings``). Then the embedder ``aris serve``
-    was configured with, loaded once, serves the task.
-    """
-    from aris.embed.service import process_default
-
-    svc = process_default()
-    unset = getattr(ctx.models, "_settings", None) is None
-    return svc if svc is not None and unset and not ctx.models.has("embedder") else None
-
-
 def _settings(ctx: RunContext) -> Any:
-    svc = _server_service(ctx)
-    return svc.settings if svc is not None else ctx.models.settings
+    return ctx.models.settings
 
 
 def _embedder(ctx: RunContext) -> tuple[Embedder, Any, bool]:
-    """The embedder, the embedding store, and whether the store is this run's to close."""
+    """The run's embedder (under ``aris serve``, the server's, loaded once), the embedding store, and
+    whether the store is this run's to close."""
     from aris.embed.store import EmbeddingStore
 
-    svc = _server_service(ctx)
-    if svc is not None:
-        return svc.embedder(), svc.store(), False
     embedder: Embedder = ctx.models.get("embedder")
     return embedder, EmbeddingStore.open(ctx.models.settings), True
 

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aris.notice import NOTICE
 from aris.server.errors import APIError
+from aris.server.guard import principal_of
 from aris.server.routes import require_key
 
 router = APIRouter(dependencies=[Depends(require_key)])
@@ -84,12 +85,9 @@ class SearchRequest(BaseModel):
 
 
 def _service(request: Request) -> Any:
-    from aris.embed.service import shared
-
     svc = getattr(request.app.state, "embed", None)
     if svc is None:
-        svc = shared(request.app.state.aris_settings)
-        request.app.state.embed = svc
+        raise APIError(503, "the server is still starting", "server_error", code="not_ready")
     return svc
 
 
@@ -161,7 +159,7 @@ async def index_search(body: SearchRequest, request: Request) -> dict[str, Any]:
         jobs = request.app.state.jobs
         if jobs is None:
             raise APIError(503, "the server is still starting", "server_error", code="not_ready")
-        prepared = await jobs.prepare(body.upload_id, body.kind)
+        prepared = await jobs.prepare(body.upload_id, principal_of(request.scope), body.kind)
         hits = await asyncio.to_thread(index.search_image, prepared, embedder, svc.store(), body.k)
     return {
         "object": "list",
@@ -174,27 +172,19 @@ async def index_search(body: SearchRequest, request: Request) -> dict[str, Any]:
 
 
 def attach(app: FastAPI) -> None:
-    """Add the routes, make the server's embedder the one its jobs use, close it when the app stops."""
-    from aris.embed.service import set_process_default, shared
+    """Add the routes; search uses the server's own embedder (the one its jobs use) and closes with it."""
+    from aris.embed.service import EmbedService
 
     app.include_router(router)
 
     async def start(app: FastAPI) -> None:
-        settings = getattr(app.state, "aris_settings", None)
-        if settings is not None:
-            app.state.embed = shared(settings)  # loads nothing until first used
-            set_process_default(app.state.embed)
+        app.state.embed = EmbedService(app.state.runner.models)  # loads nothing until first used
 
-    starts = getattr(app.state, "startup_hooks", None)
-    if isinstance(starts, list):
-        starts.append(start)
+    app.state.startup_hooks.append(start)
 
     async def close(app: FastAPI) -> None:
-        from aris.embed.service import close_shared
+        svc, app.state.embed = getattr(app.state, "embed", None), None
+        if svc is not None:
+            await asyncio.to_thread(svc.close)
 
-        await asyncio.to_thread(close_shared)
-        app.state.embed = None
-
-    hooks = getattr(app.state, "shutdown_hooks", None)
-    if isinstance(hooks, list):
-        hooks.append(close)
+    app.state.shutdown_hooks.append(close)

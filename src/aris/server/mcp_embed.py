@@ -4,15 +4,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aris.errors import ArisError
+
+if TYPE_CHECKING:
+    from aris.context import Models
 from aris.notice import NOTICE
 
 
-def register(srv: Any, *, roots: list[Path] | None, max_bytes: int) -> None:
+def register(srv: Any, models: Models, *, roots: list[Path] | None, max_bytes: int) -> None:
     """Add ``search_images`` to ``srv``; over HTTP it reads query files only under ``roots``."""
+    from aris.embed.service import EmbedService
     from aris.server.mcp_tools import _check_path, _tool_errors
+
+    svc = EmbedService(models)  # the server's embedder (its jobs' one); indexes opened on first use
 
     @srv.tool()  # type: ignore[untyped-decorator]
     @_tool_errors
@@ -29,14 +35,10 @@ def register(srv: Any, *, roots: list[Path] | None, max_bytes: int) -> None:
         return await asyncio.to_thread(_search, text, path, k, index, kind)
 
     def _search(text: str | None, path: str | None, k: int, index: str, kind: str) -> dict[str, Any]:
-        from aris.config import ArisSettings
-        from aris.embed.service import process_default, shared
-
         if (text is None) == (path is None):
             raise ArisError("give exactly one of text or path")
         if not 1 <= k <= 100:
             raise ArisError("k must be between 1 and 100")
-        svc = process_default() or shared(ArisSettings.from_flags())
         ix = svc.index(index)
         embedder = svc.embedder()
         if text is not None:

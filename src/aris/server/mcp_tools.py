@@ -180,5 +180,5 @@ def build_mcp(
 
     from aris.server import mcp_embed
 
-    mcp_embed.register(srv, roots=roots, max_bytes=max_bytes)
+    mcp_embed.register(srv, runner.models, roots=roots, max_bytes=max_bytes)
     return srv

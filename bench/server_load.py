@@ -36,32 +36,32 @@ QUESTIONS = [f"Patient {i}: list two common causes of a cough." for i in range(2
 
 @contextmanager
 def process(cmd: list[str], ready_url: str, env: dict[str, str] | None = None) -> Iterator[None]:
-    log = tempfile.TemporaryFile()  # a pipe nobody reads would fill up and stall the server
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
-    deadline = time.monotonic() + 180
-    try:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"{' '.join(cmd[:4])} exited: {log.read().decode()[-2000:]}")
-            try:
-                if httpx.get(ready_url, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError(f"{ready_url} not ready in 180 s")
-        yield
-    finally:
-        proc.terminate()
+    # A temporary file, not a pipe: a pipe nobody reads would fill up and stall the server.
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
+        deadline = time.monotonic() + 180
         try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        if os.environ.get("BENCH_LOGS"):
-            log.seek(0)
-            print(f"--- {' '.join(cmd[:4])}\n{log.read().decode()[-3000:]}")
-        log.close()
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(f"{' '.join(cmd[:4])} exited: {log.read().decode()[-2000:]}")
+                try:
+                    if httpx.get(ready_url, timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            else:
+                raise RuntimeError(f"{ready_url} not ready in 180 s")
+            yield
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            if os.environ.get("BENCH_LOGS"):
+                log.seek(0)
+                print(f"--- {' '.join(cmd[:4])}\n{log.read().decode()[-3000:]}")
 
 
 async def one(client: httpx.AsyncClient, url: str, model: str, question: str, max_tokens: int) -> float:

@@ -122,6 +122,8 @@ def test_mcp_lists_and_runs_the_plugin_task(note: Path) -> None:
             assert tasks is not None
             names = {t["name"] for t in tasks.get("result", tasks)}
             assert "note-summary" in names
+            tools = {t.name: t for t in (await c.list_tools()).tools}
+            assert "note-summary" in tools["run_task"].input_schema["properties"]["task"]["enum"]
             result = await c.call_tool("run_task", {"task": "note-summary", "paths": [str(note)]})
             assert not result.is_error, result.content
             record = result.structured_content

@@ -71,6 +71,29 @@ class ArisSettings(BaseSettings):
     max_new_tokens: int = Field(
         default=1024, ge=1, description="Longest reply (default: the task's own, e.g. 2048 for lab-extract)."
     )
+    embed_engine: Literal["transformers", "openai"] = Field(
+        default="transformers",
+        description="MedSigLIP embeddings: transformers (local) or openai (a /v1/embeddings server).",
+    )
+    embed_model: str = Field(
+        default="google/medsiglip-448",
+        description="MedSigLIP model: HF id on this machine, local folder, or the served name for openai.",
+    )
+    embed_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible embeddings server, e.g. http://127.0.0.1:8765/v1."
+    )
+    embed_api_key: SecretStr | None = Field(default=None, description="Key for the embeddings server.")
+    embed_batch_size: int = Field(default=8, ge=1, description="Images per MedSigLIP forward pass.")
+    embed_index_backend: Literal["faiss", "sqlite-vec", "qdrant"] = Field(
+        default="faiss", description="Image-search index: faiss or sqlite-vec (embedded) or qdrant."
+    )
+    embed_qdrant_url: str | None = Field(
+        default=None, description="Qdrant server URL for --embed-index-backend qdrant (default: local files)."
+    )
+    embed_label_sets: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Your own zero-shot label sets (config file: [embed_label_sets] name = [...]).",
+    )
     engine_args: dict[str, Any] = Field(
         default_factory=dict, description="Settings a plugin engine reads, KEY=VALUE (repeat the flag)."
     )

@@ -7,6 +7,7 @@ import json
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,18 +22,15 @@ H = {"Authorization": "Bearer k"}
 
 
 @pytest.fixture(scope="module")
-def server(tiny_vlm: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def server(vlm_engine: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     from aris.config import ArisSettings
-    from aris.engines.transformers import TransformersEngine
 
     home = tmp_path_factory.mktemp("home")
-    engine = TransformersEngine(str(tiny_vlm))
     app = create_app(
-        ServerSettings(api_key="k", max_upload_mb=5), engine=engine, aris_settings=ArisSettings(home=home)
+        ServerSettings(api_key="k", max_upload_mb=5), engine=vlm_engine, aris_settings=ArisSettings(home=home)
     )
     with live_server(app) as url:
         yield url, home
-    engine.close()
 
 
 def _events(url: str, job_id: str) -> list[dict]:
@@ -84,6 +82,7 @@ def test_ct_series_job_streams_events_and_keeps_images(server, samples) -> None:
     record = httpx.get(f"{url}/v1/jobs/{job.json()['id']}", headers=H).json()
     assert record["status"] == "done"
     assert (home / "jobs" / job.json()["id"] / "images" / "0004.png").exists()
+    assert not list((home / "jobs" / job.json()["id"]).glob("*.json"))  # the store is the one record
     # the upload was removed after the job
     assert httpx.post(f"{url}/v1/uploads/{uid}/prepare", json={"kind": "ct"}, headers=H).status_code == 404
     assert any(j["id"] == job.json()["id"] for j in httpx.get(f"{url}/v1/jobs", headers=H).json())
@@ -130,3 +129,36 @@ def test_openapi_schema_is_published(server) -> None:  # type: ignore[no-untyped
     spec = httpx.get(f"{url}/openapi.json").json()
     assert "/v1/chat/completions" in spec["paths"]
     assert "/v1/jobs" in spec["paths"]
+
+
+def test_history_comes_from_the_store_after_a_restart(server, vlm_engine) -> None:  # type: ignore[no-untyped-def]
+    from aris.config import ArisSettings
+
+    url, home = server
+    buf = io.BytesIO()
+    Image.new("L", (96, 80), 90).save(buf, format="PNG")
+    png = buf.getvalue()
+    uid = httpx.post(f"{url}/v1/uploads", files=[("files", ("a.png", png, "x"))], headers=H).json()["id"]
+    done = httpx.post(
+        f"{url}/v1/jobs", json={"task": "cxr-report", "uploads": [uid], "max_new_tokens": 3}, headers=H
+    ).json()
+    assert _events(url, done["id"])[-1]["type"] == "done"
+    uid = httpx.post(f"{url}/v1/uploads", files=[("files", ("b.png", png, "x"))], headers=H).json()["id"]
+    slow = httpx.post(
+        f"{url}/v1/jobs", json={"task": "cxr-report", "uploads": [uid], "max_new_tokens": 4000}, headers=H
+    ).json()
+    cancelled = httpx.delete(f"{url}/v1/jobs/{slow['id']}", headers=H).json()
+    assert cancelled["status"] == "cancelled"
+    before = httpx.get(f"{url}/v1/jobs/{done['id']}", headers=H).json()
+
+    # a second server on the same home and store (a restart) knows both jobs, from the store
+    again = create_app(ServerSettings(api_key="k"), engine=vlm_engine, aris_settings=ArisSettings(home=home))
+    with live_server(again) as url2:
+        listed = {j["id"]: j["status"] for j in httpx.get(f"{url2}/v1/jobs", headers=H).json()}
+        assert listed[done["id"]] == "done"
+        assert listed[slow["id"]] == "cancelled"
+        after = httpx.get(f"{url2}/v1/jobs/{done['id']}", headers=H).json()
+        assert after["result"] == before["result"]
+        replay = _events(url2, done["id"])
+        assert [e["type"] for e in replay] == ["result", "done"]
+        assert replay[0]["result"]["prompt_sha256"] == before["result"]["prompt_sha256"]

@@ -35,7 +35,7 @@ def test_stdio_tools_prepare_and_run_a_fhir_task(gguf_270m: Path, samples) -> No
     async def go() -> None:
         async with mcp.Client(params) as c:
             names = {t.name for t in (await c.list_tools()).tools}
-            assert names == {"list_tasks", "prepare_input", "run_task"}
+            assert names == {"list_tasks", "prepare_input", "run_task", "search_images"}
             tasks = _structured(await c.call_tool("list_tasks", {}))
             assert any(t["name"] == "ehr-summary" for t in tasks)
             prepared = _structured(await c.call_tool("prepare_input", {"path": bundle}))

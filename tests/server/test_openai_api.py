@@ -8,7 +8,7 @@ import base64
 import io
 import json
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -22,25 +22,17 @@ from .conftest import live_server
 
 
 @pytest.fixture(scope="module")
-def text_server(gguf_270m: Path) -> Iterator[str]:
-    from aris.engines.llamacpp import LlamaCppEngine
-
-    engine = LlamaCppEngine(str(gguf_270m), n_ctx=2048)
+def text_server(llama_engine: Any) -> Iterator[str]:
     with live_server(
-        create_app(ServerSettings(api_key="s3cret", model_name="gemma3-270m"), engine=engine)
+        create_app(ServerSettings(api_key="s3cret", model_name="gemma3-270m"), engine=llama_engine)
     ) as url:
         yield url
-    engine.close()
 
 
 @pytest.fixture(scope="module")
-def vision_server(tiny_vlm: Path) -> Iterator[str]:
-    from aris.engines.transformers import TransformersEngine
-
-    engine = TransformersEngine(str(tiny_vlm))
-    with live_server(create_app(ServerSettings(model_name="tiny-vlm"), engine=engine)) as url:
+def vision_server(vlm_engine: Any) -> Iterator[str]:
+    with live_server(create_app(ServerSettings(model_name="tiny-vlm"), engine=vlm_engine)) as url:
         yield url
-    engine.close()
 
 
 def client(url: str, key: str = "s3cret") -> openai.OpenAI:

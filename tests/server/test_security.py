@@ -20,7 +20,7 @@ from .conftest import live_server
 def test_refuses_to_bind_publicly_without_a_key() -> None:
     with pytest.raises(ConfigError, match="without an API key"):
         ServerSettings(host="0.0.0.0").check_safe()
-    ServerSettings(host="0.0.0.0", api_key="k").check_safe()
+    ServerSettings(host="0.0.0.0", api_key="k" * 16).check_safe()
     ServerSettings(host="127.0.0.1").check_safe()
     ServerSettings(host="::1").check_safe()
     result = CliRunner().invoke(cli_app, ["serve", "--host", "0.0.0.0", "--engine", "fake"])

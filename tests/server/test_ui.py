@@ -28,20 +28,17 @@ H = {"Authorization": f"Bearer {KEY}"}
 
 
 @pytest.fixture(scope="module")
-def ui_server(tiny_vlm: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def ui_server(vlm_engine: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from aris.config import ArisSettings
-    from aris.engines.transformers import TransformersEngine
 
-    engine = TransformersEngine(str(tiny_vlm))
     home = tmp_path_factory.mktemp("home")
     app = create_app(
         ServerSettings(api_key=KEY, model_name="tiny-vlm"),
-        engine=engine,
+        engine=vlm_engine,
         aris_settings=ArisSettings(home=home),
     )
     with live_server(app) as url:
         yield url
-    engine.close()
 
 
 @pytest.fixture(scope="module")

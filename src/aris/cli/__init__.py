@@ -14,7 +14,8 @@ from aris.errors import ArisError
 del globals()["app"]
 
 COMMANDS = (
-    "ask", "batch", "demo", "eval", "finetune", "mcp", "models", "node", "prepare", "run", "serve", "transcribe",
+    "ask", "batch", "demo", "embed", "eval", "finetune", "mcp", "models", "node", "prepare", "run", "serve",
+    "transcribe",
 )  # fmt: skip
 """The command modules, registered by importing them."""
 

@@ -1,4 +1,4 @@
-"""``aris eval``: score a model on a dataset with the model card's protocol; compare two runs.
+"""``aris eval``: score a model on a dataset with the model card's protocol; compare runs.
 
 ``aris eval DATASET --task TASK`` is the same as ``aris eval run DATASET --task TASK``: a group whose
 default command is ``run``, so ``aris eval compare A B`` can sit beside it.
@@ -192,37 +192,53 @@ def run_cmd(
 
 @eval_app.command("compare")
 def compare_cmd(
-    run_a: Annotated[Path, typer.Argument(help="First run: its run.json or the folder holding it.")],
-    run_b: Annotated[Path, typer.Argument(help="Second run.")],
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Two or more runs (run.json or the folder holding it); the first is the reference, "
+            "e.g. base, SFT adapter, GRPO adapter."
+        ),
+    ],
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Write the comparison: FILE.json, FILE.md, or a folder (both)."),
     ] = None,
     show: Annotated[int, typer.Option("--show", min=0, help="Changed items to print.")] = 20,
 ) -> None:
-    """Two runs side by side, and the items whose answers changed."""
+    """Runs side by side, and the items whose answers changed."""
     from aris.eval.harness import load_run
-    from aris.eval.report import compare, compare_markdown
+    from aris.eval.report import compare, compare_markdown, compare_runs, compare_runs_markdown, run_label
 
-    a, b = load_run(run_a), load_run(run_b)
-    cmp = compare(a, b)
+    if len(runs) < 2:
+        raise typer.BadParameter("give at least two runs to compare")
+    loaded = [load_run(r) for r in runs]
+    letters = [chr(ord("A") + i) for i in range(len(loaded))]
     t = Table(title="eval comparison", title_justify="left")
     t.add_column("metric")
-    t.add_column(f"A: {Path(str(a['model'])).name} (%)", justify="right")
-    t.add_column(f"B: {Path(str(b['model'])).name} (%)", justify="right")
-    t.add_column("B − A", justify="right")
-    for name, m in cmp["metrics"].items():
-        delta = "—" if m["delta"] is None else f"{100 * m['delta']:+.1f}"
-        t.add_row(name, _pct(m["a"]), _pct(m["b"]), delta)
+    for k, run in zip(letters, loaded, strict=True):
+        t.add_column(f"{k}: {run_label(run)} (%)", justify="right")
+    for k in letters[1:]:
+        t.add_column(f"{k} − A", justify="right")
+    if len(loaded) == 2:
+        cmp = compare(loaded[0], loaded[1])
+        rows = [([m["a"], m["b"]], [m["delta"]]) for m in cmp["metrics"].values()]
+        changed = [(c["id"], [c["a"], c["b"]], c["reference"]) for c in cmp["changed"]]
+        markdown = compare_markdown
+    else:
+        cmp = compare_runs(loaded)
+        rows = [(m["values"], m["deltas"]) for m in cmp["metrics"].values()]
+        changed = [(c["id"], c["predictions"], c["reference"]) for c in cmp["changed"]]
+        markdown = compare_runs_markdown
+    for name, (values, deltas) in zip(cmp["metrics"], rows, strict=True):
+        t.add_row(
+            name, *(_pct(v) for v in values), *("—" if d is None else f"{100 * d:+.1f}" for d in deltas)
+        )
     console.print(t)
-    changed = cmp["changed"]
     console.print(f"{len(changed)} items changed their answer", highlight=False)
     if changed and show:
-        ct = Table("id", "A", "B", "reference")
-        for c in changed[:show]:
-            ct.add_row(
-                *(str(c["id"]), *(json.dumps(c[k], ensure_ascii=False) for k in ("a", "b", "reference")))
-            )
+        ct = Table("id", *letters, "reference")
+        for item_id, preds, ref in changed[:show]:
+            ct.add_row(str(item_id), *(json.dumps(v, ensure_ascii=False) for v in (*preds, ref)))
         console.print(ct)
         if len(changed) > show:
             console.print(f"… and {len(changed) - show} more (--out FILE to keep them all)")
@@ -235,7 +251,7 @@ def compare_cmd(
             targets = {".json": out / "compare.json", ".md": out / "compare.md"}
         for suffix, path in targets.items():
             path.parent.mkdir(parents=True, exist_ok=True)
-            text = json.dumps(cmp, indent=2, default=str) if suffix == ".json" else compare_markdown(cmp)
+            text = json.dumps(cmp, indent=2, default=str) if suffix == ".json" else markdown(cmp)
             path.write_text(text, encoding="utf-8")
             written.append(path)
         for path in written:

@@ -1,6 +1,7 @@
 """Eval reports: the JSON record of a run rendered as Markdown and as a self-contained HTML page
 (metric, bootstrap confidence interval, yours vs published, per-subgroup tables, a bar plot), and the
-side-by-side comparison of two runs with the items whose answers changed."""
+side-by-side comparison of two runs (or more: base, SFT and GRPO adapters) with the items whose
+answers changed."""
 
 from __future__ import annotations
 
@@ -309,6 +310,89 @@ def compare_markdown(cmp: dict[str, Any]) -> str:
         lines += ["| id | A | B | reference |", "|---|---|---|---|"]
         for c in cmp["changed"]:
             cells = [str(c["id"]), *(json.dumps(c[k], ensure_ascii=False) for k in ("a", "b", "reference"))]
+            lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
+    else:
+        lines.append("None.")
+    return "\n".join([*lines, ""])
+
+
+def run_label(run: dict[str, Any]) -> str:
+    """A run's short name: its model, and the adapter over it (base, SFT and GRPO runs share a model)."""
+    label = Path(str(run["model"])).name
+    adapter = (run.get("settings") or {}).get("adapter")
+    return f"{label} + {Path(str(adapter)).name}" if adapter else label
+
+
+def compare_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs of one dataset side by side, the first as the reference: each metric's values and
+    its difference from the first run, and the items whose prediction is not the same in every run
+    (e.g. the base model, an SFT adapter and a GRPO adapter on the held-out items)."""
+    names = sorted({name for r in runs for name in r["metrics"]})
+    metrics: dict[str, Any] = {}
+    for name in names:
+        values = [r["metrics"].get(name, {}).get("value") for r in runs]
+        first = values[0]
+        metrics[name] = {
+            "values": values,
+            "deltas": [None if v is None or first is None else v - first for v in values[1:]],
+        }
+    by_id = [{str(i["id"]): i for i in r["items"]} for r in runs]
+    changed = []
+    for item in runs[0]["items"]:
+        key = str(item["id"])
+        rows = [m.get(key) for m in by_id]
+        if any(r is None for r in rows):
+            continue
+        preds = [r.get("prediction") for r in rows if r is not None]
+        if len({json.dumps(p, sort_keys=True, default=str) for p in preds}) > 1:
+            changed.append(
+                {
+                    "id": item["id"],
+                    "predictions": preds,
+                    "scores": [r.get("score") for r in rows if r is not None],
+                    "reference": item.get("reference"),
+                }
+            )
+    return {
+        "runs": [
+            {
+                "label": run_label(r),
+                "model": r["model"],
+                "engine": r["engine"],
+                "adapter": (r.get("settings") or {}).get("adapter"),
+            }
+            for r in runs
+        ],
+        "metrics": metrics,
+        "changed": changed,
+    }
+
+
+def compare_runs_markdown(cmp: dict[str, Any]) -> str:
+    """A comparison from :func:`compare_runs` as Markdown."""
+    letters = [chr(ord("A") + i) for i in range(len(cmp["runs"]))]
+    lines = ["# Aris eval comparison", ""]
+    lines += [f"- {k}: `{r['label']}` ({r['engine']})" for k, r in zip(letters, cmp["runs"], strict=True)]
+    lines += [
+        "",
+        "| metric | "
+        + " | ".join(f"{k} (%)" for k in letters)
+        + " | "
+        + " | ".join(f"{k} − A (points)" for k in letters[1:])
+        + " |",
+        "|---|" + "---|" * (2 * len(letters) - 1),
+    ]
+    for name, m in cmp["metrics"].items():
+        deltas = ["—" if d is None else f"{100 * d:+.1f}" for d in m["deltas"]]
+        lines.append(
+            f"| {name} | " + " | ".join(_pct(v) for v in m["values"]) + " | " + " | ".join(deltas) + " |"
+        )
+    lines += ["", f"## Items whose answer differs ({len(cmp['changed'])})", ""]
+    if cmp["changed"]:
+        lines += ["| id | " + " | ".join(letters) + " | reference |", "|---|" + "---|" * (len(letters) + 1)]
+        for c in cmp["changed"]:
+            cells = [str(c["id"]), *(json.dumps(p, ensure_ascii=False) for p in c["predictions"])]
+            cells.append(json.dumps(c["reference"], ensure_ascii=False))
             lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
     else:
         lines.append("None.")

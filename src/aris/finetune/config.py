@@ -2,10 +2,13 @@
 
 Precedence is flags > config file (YAML or TOML, keys are the field names) > these defaults;
 :func:`resolve_config` applies it and the resolved model is what gets saved beside the adapter.
+``method: grpo`` selects :class:`GrpoConfig`: the same fields with the defaults of Google's MedGemma
+RL notebook, plus the GRPO ones (group size, KL coefficient, rewards...).
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +24,11 @@ class FinetuneConfig(BaseModel):
     """Everything a run depends on. Field descriptions double as ``--help`` text."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    method: Literal["sft", "grpo"] = Field(
+        default="sft",
+        description="sft: learn the answers (TRL SFTTrainer); grpo: RL on the task's own scores (TRL GRPOTrainer).",
+    )
 
     # -- data -----------------------------------------------------------------------------------
     dataset: Path = Field(
@@ -116,6 +124,108 @@ class FinetuneConfig(BaseModel):
         return v
 
 
+# Where each GRPO default comes from. Google's notebook is MedGemma's RL tutorial
+# (``reinforcement_learning_with_hugging_face.ipynb``: TRL GRPOTrainer on MedQA); "TRL" is
+# ``trl.GRPOConfig``'s own default in the installed TRL (1.16).
+GRPO_DEFAULT_SOURCES: dict[str, str] = {
+    "lora_r": "Google's notebook (LoRA r=64)",
+    "lora_alpha": "Google's notebook (alpha=64)",
+    "target_modules": "Google's notebook (all-linear)",
+    "modules_to_save": "Google's notebook (none: a LoRA-only adapter)",
+    "learning_rate": "Google's notebook (5e-6)",
+    "batch_size": "Google's notebook (per-device batch 3; in GRPO it counts completions)",
+    "grad_accum": "Google's notebook (accumulation 4)",
+    "num_generations": "Google's notebook (group size 4; TRL's default is 8)",
+    "max_completion_length": "Google's notebook (1024) when the task thinks, else the task's own max_new_tokens",
+    "beta": "TRL's default (0.0: no KL term, no reference model); Google's notebook leaves it",
+    "temperature": "TRL's default (1.0)",
+    "warmup_ratio": "TRL's default (0)",
+    "max_grad_norm": "TRL's default (1.0)",
+    "gradient_checkpointing": "Google's notebook (on)",
+    "attn_implementation": "Google's notebook (eager)",
+    "think": "the task's own (text-qa thinks, as Google's notebook and the report do; image tasks do not)",
+    "rewards": "Google's notebook (one reward: 1.0 for a correct answer); format logged at weight 0",
+    "logging_steps": "Aris (every step: the reward is what to watch)",
+}
+BUILTIN_REWARDS = ("correct", "format")
+DEFAULT_REWARDS: dict[str, float] = {"correct": 1.0, "format": 0.0}
+
+
+class GrpoConfig(FinetuneConfig):
+    """GRPO (RL with verifiable rewards): Google's MedGemma RL recipe as defaults.
+
+    Rewards are the task's own scores (:mod:`aris.finetune.rewards`): ``correct`` is the eval
+    protocol's per-item score against the reference (accuracy, yes/no, IoU, field F1, ROUGE-L),
+    ``format`` is 1.0 when the task's parser accepts the reply; ``module:function`` adds your own.
+    """
+
+    method: Literal["sft", "grpo"] = Field(default="grpo", description="grpo (this config) or sft.")
+    lora_r: int = Field(default=64, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(default=64, ge=1, description="LoRA alpha.")
+    modules_to_save: list[str] = Field(
+        default_factory=list,
+        description="Fully trained modules stored in the adapter (none: a LoRA-only adapter, as Google's RL notebook).",
+    )
+    learning_rate: float = Field(default=5e-6, gt=0, description="Peak learning rate.")
+    warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0, description="Warm-up share of the steps.")
+    max_grad_norm: float = Field(default=1.0, gt=0, description="Gradient clipping.")
+    batch_size: int = Field(
+        default=3,
+        ge=1,
+        description="Per-device batch, in completions (GRPO counts completions, not prompts).",
+    )
+    logging_steps: int = Field(default=1, ge=1, description="Log rewards, KL and loss every N steps.")
+
+    # -- GRPO -----------------------------------------------------------------------------------
+    num_generations: int = Field(
+        default=4,
+        ge=2,
+        description="Group size: completions sampled per prompt, scored against each other.",
+    )
+    max_completion_length: int | None = Field(
+        default=None,
+        ge=1,
+        description="Token budget of a sampled reply (default: 1024 when the task thinks, else the task's own).",
+    )
+    beta: float = Field(
+        default=0.0, ge=0.0, description="KL coefficient against the start policy (0: no KL)."
+    )
+    temperature: float = Field(default=1.0, gt=0, description="Sampling temperature of the completions.")
+    top_p: float = Field(default=1.0, gt=0, le=1, description="Nucleus sampling of the completions.")
+    top_k: int = Field(default=0, ge=0, description="Top-k sampling of the completions (0: off).")
+    think: bool | None = Field(
+        default=None, description="Thinking on/off while sampling (default: the task's own)."
+    )
+    prompts: Literal["app", "report"] = Field(
+        default="app",
+        description="app: the prompts `aris run` serves with; report: the technical report's (what `aris eval` uses).",
+    )
+    mode: str | None = Field(
+        default=None, description="The eval protocol's mode (vqa: open|yes-no; ct: ct-us1|ct-rate...)."
+    )
+    rewards: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_REWARDS),
+        description="Reward weights: correct, format, or module:function for your own; weight 0 logs only.",
+    )
+    from_sft: Path | None = Field(
+        default=None, description="An SFT adapter folder to start from (trained further, not merged)."
+    )
+
+    @field_validator("rewards")
+    @classmethod
+    def _known_rewards(cls, v: dict[str, float]) -> dict[str, float]:
+        for name in v:
+            if name not in BUILTIN_REWARDS and ":" not in name:
+                raise ValueError(
+                    f"unknown reward {name!r}: use {', '.join(BUILTIN_REWARDS)} or module:function"
+                )
+        if not all(math.isfinite(w) for w in v.values()):
+            raise ValueError("reward weights must be finite numbers")
+        if not any(w != 0 for w in v.values()):
+            raise ValueError("every reward weight is 0: nothing to learn from")
+        return v
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """Keys of a YAML or TOML file (field names); a bad file raises ConfigError naming it."""
     path = Path(path)
@@ -142,27 +252,39 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if isinstance(data.get("finetune"), dict) and len(data) == 1:
         data = data["finetune"]  # a [finetune] table / finetune: section is accepted too
     # Relative paths in a file are relative to the file, as a reader of the file expects.
-    for key in ("dataset", "out"):
+    for key in ("dataset", "out", "from_sft"):
         if isinstance(data.get(key), str) and not Path(data[key]).expanduser().is_absolute():
             data[key] = str(path.parent / data[key])
     return dict(data)
 
 
 def resolve_config(file: Path | None = None, **flags: Any) -> FinetuneConfig:
-    """Defaults, then the file, then the flags; a flag of ``None`` means 'not given'."""
+    """Defaults, then the file, then the flags; a flag of ``None`` means 'not given'.
+
+    ``method: grpo`` (file or flag) resolves to a :class:`GrpoConfig`. Reward weights merge: the
+    file's and then the flag's change the weights they name and keep the others (``correct=1``,
+    ``format=0`` by default), so ``correct=0`` is how to train on other rewards alone.
+    """
     data: dict[str, Any] = read_config_file(file) if file is not None else {}
-    data.update({k: v for k, v in flags.items() if v is not None})
+    given = {k: v for k, v in flags.items() if v is not None}
+    weights = [d["rewards"] for d in (data, given) if isinstance(d.get("rewards"), dict)]
+    data.update(given)
+    if weights:
+        data["rewards"] = {k: v for w in (DEFAULT_REWARDS, *weights) for k, v in w.items()}
+    cls = GrpoConfig if data.get("method") == "grpo" else FinetuneConfig
     try:
-        return FinetuneConfig(**data)
+        return cls(**data)
     except ValidationError as e:
         problems = "; ".join(
-            f"{'.'.join(str(x) for x in err['loc']) or 'config'}: "
-            + (
-                "missing (pass it as a flag or set it in the config file)"
-                if err["type"] == "missing"
-                else err["msg"]
-            )
-            for err in e.errors()
+            f"{'.'.join(str(x) for x in err['loc']) or 'config'}: " + _problem(err) for err in e.errors()
         )
         where = f"{file}: " if file is not None else ""
         raise ConfigError(f"{where}invalid fine-tuning settings: {problems}") from None
+
+
+def _problem(err: Any) -> str:
+    if err["type"] == "missing":
+        return "missing (pass it as a flag or set it in the config file)"
+    if err["type"] == "extra_forbidden" and err["loc"] and err["loc"][0] in GrpoConfig.model_fields:
+        return "a GRPO setting: it applies with method grpo (--method grpo)"
+    return str(err["msg"])

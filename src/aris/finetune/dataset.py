@@ -26,7 +26,7 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from aris.errors import ConfigError, InputError
 from aris.inputs.base import PreparedInput
@@ -133,7 +133,15 @@ def _table(path: Path) -> TrainingData:
     return TrainingData(examples, path if path.is_dir() else path.parent)
 
 
-def split(examples: list[Example], val_fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+class Labelled(Protocol):
+    @property
+    def label(self) -> str | None: ...
+
+
+L = TypeVar("L", bound=Labelled)
+
+
+def split(examples: list[L], val_fraction: float, seed: int) -> tuple[list[L], list[L]]:
     """Train/validation split, reproducible from ``seed`` and stratified by class where there are classes.
 
     Each class gives ``round(n * val_fraction)`` examples (a class of one stays in training); a

@@ -198,19 +198,21 @@ def _lora_config(config: FinetuneConfig, model: Any) -> Any:
     )
 
 
-def _training_args(config: FinetuneConfig, out: Path, device: str, dtype: torch.dtype, has_eval: bool) -> Any:
+def checkpointing_kwargs(args_class: type, on: bool) -> dict[str, Any]:
+    """Gradient checkpointing settings under the name this transformers uses (5.2x renamed
+    gradient_checkpointing to activation_checkpointing; the old name is deprecated)."""
     import dataclasses
 
+    names = {f.name for f in dataclasses.fields(args_class)}
+    ckpt = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return {ckpt: on, f"{ckpt}_kwargs": {"use_reentrant": False}}
+
+
+def _training_args(config: FinetuneConfig, out: Path, device: str, dtype: torch.dtype, has_eval: bool) -> Any:
     import torch
     from trl import SFTConfig
 
-    # transformers 5.2x renamed gradient_checkpointing to activation_checkpointing (old name deprecated).
-    names = {f.name for f in dataclasses.fields(SFTConfig)}
-    ckpt = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
-    checkpointing: dict[str, Any] = {
-        ckpt: config.gradient_checkpointing,
-        f"{ckpt}_kwargs": {"use_reentrant": False},
-    }
+    checkpointing = checkpointing_kwargs(SFTConfig, config.gradient_checkpointing)
     return SFTConfig(
         output_dir=str(out),
         num_train_epochs=config.epochs,
@@ -274,10 +276,17 @@ def _log_callback() -> Any:
 def train(config: FinetuneConfig, *, resume: bool = False, callbacks: Sequence[Any] = ()) -> Path:
     """Fine-tune ``config.base`` on ``config.dataset``; returns the adapter folder (``config.out``).
 
+    ``config.method == "grpo"`` runs RL tuning on the task's rewards instead
+    (:func:`aris.finetune.grpo.train_grpo`).
+
     ``resume`` continues from the newest checkpoint in ``config.out`` at the same global step
     (optimizer, scheduler and data order restored). ``callbacks`` are transformers
     ``TrainerCallback`` objects (the CLI's progress bar).
     """
+    if config.method == "grpo":
+        from aris.finetune.grpo import train_grpo
+
+        return train_grpo(config, resume=resume, callbacks=callbacks)
     out = Path(config.out).expanduser()
     # Settings first, so a wrong flag fails in a second, before data or weights load.
     device = resolve_device(config.device)

@@ -48,27 +48,13 @@ _COPY = 1 << 20
 
 
 def attach(app: FastAPI) -> None:
-    """Add the transcription route; the transcriber loads on first use and closes with the app."""
-    app.state.transcriber = None
-    app.state.transcriber_lock = threading.Lock()
-
-    async def close(app: FastAPI) -> None:
-        t, app.state.transcriber = app.state.transcriber, None
-        if t is not None:
-            await asyncio.to_thread(t.close)
-
-    app.state.shutdown_hooks.append(close)
+    """Add the transcription route; it uses the server's transcriber (the one its jobs use), loaded on
+    first use from the server's settings and closed with its models."""
     app.include_router(router)
 
 
 def _transcriber(app: FastAPI) -> Any:
-    """The app's transcriber, loaded once (in a worker thread) from the server's settings."""
-    with app.state.transcriber_lock:
-        if app.state.transcriber is None:
-            from aris.speech import load_transcriber
-
-            app.state.transcriber = load_transcriber(app.state.aris_settings)
-        return app.state.transcriber
+    return app.state.runner.models.get("transcriber")
 
 
 class _Cancelled(Exception):

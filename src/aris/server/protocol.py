@@ -41,8 +41,8 @@ class ResponseFormat(BaseModel):
 
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    model: str | None = None
-    messages: list[ChatMessage] = Field(min_length=1)
+    model: str | None = Field(default=None, max_length=256)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=512)
     stream: bool = False
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
@@ -56,6 +56,41 @@ class ChatCompletionRequest(BaseModel):
         description="Aris: MedGemma thinking mode; the thought comes back "
         "in reasoning_content, never in content.",
     )
+    # OpenAI parameters Aris does not serve. They are read only to refuse them: a client that asks
+    # for three choices or for tool calls must not get one plain answer as if it had been honoured.
+    n: int | None = None
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    functions: list[Any] | None = None
+    function_call: Any = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    logit_bias: dict[str, Any] | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    audio: Any = None
+    modalities: list[Any] | None = None
+    prediction: Any = None
+
+    def unsupported(self) -> tuple[str, str] | None:
+        """(param, why) for the first parameter asked for that this server does not honour."""
+        if self.n not in (None, 1):
+            return "n", "only n=1 is supported"
+        if self.tools or self.functions or self.function_call not in (None, "none"):
+            return ("tools" if self.tools else "functions"), "tool and function calling are not supported"
+        if self.tool_choice not in (None, "none"):
+            return "tool_choice", "tool calling is not supported"
+        if self.logprobs or self.top_logprobs:
+            return "logprobs", "log probabilities are not supported"
+        if self.logit_bias:
+            return "logit_bias", "logit_bias is not supported"
+        if self.presence_penalty or self.frequency_penalty:
+            return "presence_penalty", "presence and frequency penalties are not supported"
+        if self.audio is not None or (self.modalities and list(self.modalities) != ["text"]):
+            return "modalities", "only text output is supported"
+        if self.prediction is not None:
+            return "prediction", "predicted outputs are not supported"
+        return None
 
     def json_schema(self) -> dict[str, Any] | None:
         rf = self.response_format

@@ -1,33 +1,34 @@
-"""Thin routers: read the request, call the service on ``app.state``, shape the HTTP reply."""
+"""Thin routers: read the request, call the service on ``app.state``, shape the HTTP reply.
+
+Keys, Host/Origin, limits and body sizes are checked before any route runs (:mod:`aris.server.guard`).
+"""
 
 from __future__ import annotations
 
-import secrets
-import time
-from typing import Any
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Depends, Request
+import anyio
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from aris.server.auth import Principal
 from aris.server.errors import APIError
+from aris.server.guard import principal_of
 from aris.server.protocol import ChatCompletionRequest
 
-_bearer = HTTPBearer(auto_error=False)
+T = TypeVar("T")
 
 
-def require_key(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
-    """Bearer-key check, in constant time, only when the server has a key."""
-    key = request.app.state.settings.api_key
-    if key is None:
-        return
-    given = creds.credentials if creds else ""
-    if not secrets.compare_digest(given.encode(), key.get_secret_value().encode()):
-        raise APIError(401, "missing or invalid API key", "authentication_error", code="invalid_api_key")
+def require_key(request: Request) -> Principal:
+    """The caller, for routes that want it as a dependency. The key itself was checked app-wide
+    (:class:`aris.server.guard.AuthGuard`) before any route ran; there is nothing left to check here."""
+    return principal_of(request.scope)
 
 
 health = APIRouter()
-api = APIRouter(dependencies=[Depends(require_key)])
+api = APIRouter()
 
 
 @health.get("/healthz", include_in_schema=False)
@@ -48,26 +49,45 @@ async def metrics(request: Request) -> PlainTextResponse:
 
 @api.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
+    """The served model by name (never a path), and the adapters loaded onto it."""
+    state = request.app.state
     data = [
         {
-            "id": request.app.state.model_name,
+            "id": state.model_name,
             "object": "model",
-            "created": int(request.app.state.started),
+            "created": int(state.started),
             "owned_by": "aris",
             "parent": None,
         }
     ]
-    for name in getattr(request.app.state, "adapters", []):
+    for name in state.adapter_names:
         data.append(
             {
                 "id": name,
                 "object": "model",
-                "created": int(time.time()),
+                "created": int(state.started),
                 "owned_by": "aris",
-                "parent": request.app.state.model_name,
+                "parent": state.model_name,
             }
         )
     return {"object": "list", "data": data}
+
+
+async def until_disconnected(request: Request, work: Awaitable[T]) -> T | None:
+    """``await work``, cancelled if the client hangs up first (None then). Starlette does this for
+    streamed responses; a plain one would otherwise generate to the end for nobody."""
+    result: list[T] = []
+
+    async def watch(scope: anyio.CancelScope) -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch, tg.cancel_scope)
+        result.append(await work)
+        tg.cancel_scope.cancel()
+    return result[0] if result else None
 
 
 @api.post("/v1/chat/completions", response_model=None)
@@ -75,11 +95,36 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     chat = request.app.state.chat
     if chat is None:
         raise APIError(503, "the model is still loading", "server_error", code="not_ready")
+    prepared = await anyio.to_thread.run_sync(chat.prepare, body)  # images decode off the loop
+    # The audit row is written while the request waits for the engine; no reply leaves unaudited.
+    audited = asyncio.create_task(
+        request.app.state.audit.record(
+            principal_of(request.scope), "chat.completion", detail="stream" if body.stream else "complete"
+        )
+    )
     if body.stream:
-        lines = await chat.stream(body)
+        try:
+            lines = await until_disconnected(request, chat.stream(prepared))  # queued, then the first piece
+        except BaseException:
+            audited.cancel()
+            raise
+        if lines is None:
+            await audited
+            return JSONResponse({"error": None}, status_code=499)  # nobody reads it: the client left
+        try:
+            await audited
+        except BaseException:
+            await lines.aclose()
+            raise
         return StreamingResponse(
             lines,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    return await chat.complete(body)
+    try:
+        reply = await until_disconnected(request, chat.complete(prepared))
+    finally:
+        await audited
+    if reply is None:
+        return JSONResponse({"error": None}, status_code=499)  # nobody reads it: the client left
+    return reply

@@ -1,5 +1,8 @@
-"""Chat completions: OpenAI request -> Aris messages -> the engine -> OpenAI response or SSE stream.
+"""Chat completions: OpenAI request -> Aris messages -> :func:`aris.generate.generate` -> OpenAI response
+or SSE stream.
 
+The one generation path serves chat too: prompt building, the budget check, thought splitting and
+closing the engine's stream when the client goes away are :mod:`aris.generate`'s, as for every task.
 The logic returns plain dicts or an async iterator of SSE lines; routes turn them into HTTP.
 Thought never enters ``content``: it goes to ``reasoning_content`` when asked for, else nowhere.
 """
@@ -8,20 +11,25 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
 import json
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
 
+from aris.context import Cancelled
+from aris.generate import generate
 from aris.prompt import build_turns, count_images, render
-from aris.server.errors import APIError
+from aris.result import Result
+from aris.server.errors import APIError, error_body, from_aris
 from aris.server.protocol import ChatCompletionRequest
-from aris.server.runner import EngineRunner
-from aris.thinking import Piece, ThoughtSplitter, split_text
+from aris.server.runner import EngineRunner, Returned
 from aris.types import GenerationParams, ImagePart, Message, Part, TextPart
 
 MAX_IMAGE_PIXELS = 64_000_000  # a decompression-bomb limit for inline images
@@ -39,10 +47,19 @@ def decode_image(url: str) -> Image.Image:
         img = Image.open(io.BytesIO(raw))
         if img.width * img.height > MAX_IMAGE_PIXELS:
             raise APIError(
-                413, f"image of {img.width}x{img.height} pixels is over the limit", param="messages"
+                413,
+                f"an image of {img.width}x{img.height} pixels is over the limit of {MAX_IMAGE_PIXELS}",
+                param="messages",
+                code="image_too_large",
             )
         return img.convert("RGB")
-    except (binascii.Error, OSError, ValueError) as e:
+    except APIError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise APIError(
+            413, "an image has more pixels than this server accepts", param="messages", code="image_too_large"
+        ) from e
+    except (binascii.Error, OSError, ValueError, SyntaxError, EOFError, MemoryError) as e:
         raise APIError(400, f"an image could not be decoded: {type(e).__name__}", param="messages") from e
 
 
@@ -76,49 +93,96 @@ def to_params(req: ChatCompletionRequest, default_max: int) -> GenerationParams:
     )
 
 
+@dataclass
+class Prepared:
+    """A checked request: what generate() needs, and the prompt's size for ``usage``."""
+
+    messages: list[Message]
+    params: GenerationParams
+    prompt_tokens: int
+
+
 class ChatService:
-    def __init__(self, runner: EngineRunner, model_name: str, default_max_tokens: int = 1024) -> None:
+    def __init__(
+        self,
+        runner: EngineRunner,
+        model_name: str,
+        default_max_tokens: int = 1024,
+        *,
+        aliases: tuple[str, ...] = (),
+        max_tokens: int = 8192,
+    ) -> None:
         self.runner = runner
         self.model_name = model_name
-        self.default_max_tokens = default_max_tokens
+        self.names = {model_name, *aliases}
+        self.default_max_tokens = min(default_max_tokens, max_tokens)
+        self.max_tokens = max_tokens
 
-    def _prepare(self, req: ChatCompletionRequest) -> tuple[Any, GenerationParams, int]:
+    def prepare(self, req: ChatCompletionRequest) -> Prepared:
+        """Everything that can be refused is refused here, before the engine is involved."""
+        if req.model is not None and req.model not in self.names:
+            raise APIError(
+                404,
+                f"model {req.model!r} is not served here (see /v1/models)",
+                param="model",
+                code="model_not_found",
+            )
+        refused = req.unsupported()
+        if refused is not None:
+            raise APIError(400, refused[1], param=refused[0], code="unsupported_parameter")
+        asked = req.max_completion_tokens or req.max_tokens
+        if asked is not None and asked > self.max_tokens:
+            raise APIError(
+                400, f"max_tokens is limited to {self.max_tokens} on this server", param="max_tokens"
+            )
         params = to_params(req, self.default_max_tokens)
-        turns = build_turns(to_messages(req), think=params.think)
+        messages = to_messages(req)
+        turns = build_turns(messages, think=params.think)
         engine = self.runner.engine
         engine.check_budget(turns, params)
         prompt_tokens = (
             engine.count_text_tokens(render(turns)) + count_images(turns) * engine.capabilities.image_tokens
         )
-        return turns, params, prompt_tokens
+        return Prepared(messages, params, prompt_tokens)
 
-    def _usage(self, prompt_tokens: int, raw: str) -> dict[str, int]:
-        completion = self.runner.engine.count_text_tokens(raw) if raw else 0
-        self.runner.metrics.tokens.labels("prompt").inc(prompt_tokens)
-        self.runner.metrics.tokens.labels("completion").inc(completion)
-        return {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion,
-            "total_tokens": prompt_tokens + completion,
-        }
-
-    def _finish_reason(self, raw: str, params: GenerationParams) -> str:
-        return "length" if self.runner.engine.count_text_tokens(raw) >= params.max_new_tokens else "stop"
-
-    async def complete(self, req: ChatCompletionRequest) -> dict[str, Any]:
-        turns, params, prompt_tokens = self._prepare(req)
+    def _work(self, p: Prepared, stream: bool) -> Callable[[Callable[[Any], None], threading.Event], Result]:
         engine = self.runner.engine
-        raw: list[str] = []
-        t0 = time.perf_counter()
-        async for chunk in self.runner.iterate(lambda: engine.stream(turns, params)):
-            if not raw:
-                self.runner.metrics.ttft.observe(time.perf_counter() - t0)
-            raw.append(chunk)
-        text = "".join(raw)
-        thought, answer = split_text(text)  # the whole reply: everything before the last close is thought
-        message: dict[str, Any] = {"role": "assistant", "content": answer.strip()}
-        if params.think:
-            message["reasoning_content"] = thought.strip() or None
+
+        def work(emit: Callable[[Any], None], cancel: threading.Event) -> Result:
+            def on_piece(kind: str, text: str) -> None:
+                if cancel.is_set():
+                    raise Cancelled
+                if stream:
+                    emit((kind, text))
+
+            return generate(engine, p.messages, p.params, on_piece=on_piece, task="chat")
+
+        return work
+
+    def _usage(self, p: Prepared, result: Result) -> dict[str, int]:
+        completion = int(result.usage.get("completion_tokens", 0))
+        # The engine's own count of the prompt when it reports one (a remote server does).
+        prompt = int(result.usage.get("prompt_tokens", p.prompt_tokens))
+        self.runner.metrics.tokens.labels("prompt").inc(prompt)
+        self.runner.metrics.tokens.labels("completion").inc(completion)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    @staticmethod
+    def _finish_reason(p: Prepared, result: Result) -> str:
+        return "length" if result.usage.get("completion_tokens", 0) >= p.params.max_new_tokens else "stop"
+
+    async def complete(self, p: Prepared) -> dict[str, Any]:
+        result: Result | None = None
+        async with contextlib.aclosing(self.runner.call(self._work(p, stream=False))) as agen:
+            async for item in agen:
+                if isinstance(item, Returned):
+                    result = item.value
+        assert result is not None
+        if result.timings.first_token_s is not None:
+            self.runner.metrics.ttft.observe(result.timings.first_token_s)
+        message: dict[str, Any] = {"role": "assistant", "content": result.text}
+        if p.params.think:
+            message["reasoning_content"] = result.thought
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
@@ -128,23 +192,19 @@ class ChatService:
                 {
                     "index": 0,
                     "message": message,
-                    "finish_reason": self._finish_reason(text, params),
+                    "finish_reason": self._finish_reason(p, result),
                     "logprobs": None,
                 }
             ],
-            "usage": self._usage(prompt_tokens, text),
+            "usage": self._usage(p, result),
         }
 
-    async def stream(self, req: ChatCompletionRequest) -> AsyncIterator[str]:
-        """SSE lines. The first engine chunk is awaited before returning, so failures are HTTP errors."""
-        turns, params, prompt_tokens = self._prepare(req)
-        engine = self.runner.engine
+    async def stream(self, p: Prepared) -> AsyncIterator[str]:
+        """SSE lines. The first piece is awaited before returning, so failures are HTTP errors."""
         t0 = time.perf_counter()
-        agen = self.runner.iterate(lambda: engine.stream(turns, params))
+        agen = self.runner.call(self._work(p, stream=True))
         try:
-            first: str | None = await agen.__anext__()
-        except StopAsyncIteration:
-            first = None
+            first: Any = await agen.__anext__()
         except BaseException:
             await agen.aclose()
             raise
@@ -165,33 +225,35 @@ class ChatService:
                 body["usage"] = usage
             return f"data: {json.dumps(body)}\n\n"
 
-        def deltas(pieces: list[Piece]) -> list[str]:
-            out = []
-            for p in pieces:
-                if p.kind == "answer":
-                    out.append(event({"content": p.text}))
-                elif params.think:
-                    out.append(event({"reasoning_content": p.text}))
-            return out
+        def lines_for(item: Any) -> list[str]:
+            if isinstance(item, Returned):
+                result: Result = item.value
+                return [
+                    event({}, self._finish_reason(p, result), self._usage(p, result)),
+                    "data: [DONE]\n\n",
+                ]
+            kind, text = item
+            if kind == "answer":
+                return [event({"content": text})]
+            if p.params.think:
+                return [event({"reasoning_content": text})]
+            return []
 
         async def lines() -> AsyncIterator[str]:
-            splitter = ThoughtSplitter(think=params.think)
-            raw: list[str] = []
             try:
                 yield event({"role": "assistant", "content": ""})
-                if first is not None:
-                    raw.append(first)
-                    for line in deltas(splitter.feed(first)):
-                        yield line
-                async for chunk in agen:
-                    raw.append(chunk)
-                    for line in deltas(splitter.feed(chunk)):
-                        yield line
-                for line in deltas(splitter.finish()):
+                for line in lines_for(first):
                     yield line
-                text = "".join(raw)
-                yield event({}, self._finish_reason(text, params), self._usage(prompt_tokens, text))
-                yield "data: [DONE]\n\n"
+                async for item in agen:
+                    for line in lines_for(item):
+                        yield line
+            except APIError as e:  # the status line is sent: the error goes in the stream, as OpenAI does
+                yield f"data: {json.dumps(error_body(e.message, e.err_type, e.code, e.param))}\n\n"
+            except Exception as e:
+                from aris.errors import ArisError
+
+                api = from_aris(e) if isinstance(e, ArisError) else APIError(500, "internal error")
+                yield f"data: {json.dumps(error_body(api.message, api.err_type, api.code, api.param))}\n\n"
             finally:
                 await agen.aclose()  # a client that went away stops its generation
 

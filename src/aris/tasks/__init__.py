@@ -26,6 +26,8 @@ TASKS.register("ehr-ask", "aris.tasks.ehr:EhrAsk")
 TASKS.register("trends", "aris.tasks.trends:Trends")
 TASKS.register("intake", "aris.tasks.intake:Intake")
 TASKS.register("dictation-report", "aris.speech.dictation:DictationReport")
+TASKS.register("zero-shot", "aris.embed.task:ZeroShot")
+TASKS.register("probe", "aris.embed.task:ProbePredict")
 
 
 def get_task(name: str) -> Task:

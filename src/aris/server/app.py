@@ -61,7 +61,10 @@ def public_model_name(model_id: str) -> str:
     looks_like_path = model_id.startswith(("/", "~", ".")) or (os.sep in model_id and Path(model_id).exists())
     if looks_like_path or Path(model_id).suffix.lower() == ".gguf":
         p = Path(model_id)
-        return (p.stem if p.suffix else p.name) or "model"
+        # A folder keeps its whole name: "medgemma-1.5-4b-it" has no file suffix to drop.
+        return (
+            p.stem if p.suffix.lower() in (".gguf", ".safetensors", ".bin", ".pt", ".pth") else p.name
+        ) or "model"
     return model_id
 
 

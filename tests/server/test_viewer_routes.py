@@ -7,6 +7,7 @@ shaping records), and what a model answers does not change them.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -23,7 +24,9 @@ from aris.server.settings import ServerSettings
 
 from .conftest import live_server
 
-H = {"Authorization": "Bearer k"}
+KEYS = {"reader": "viewer-reader-key-0123456789", "other": "viewer-other-key-0123456789"}
+H = {"Authorization": f"Bearer {KEYS['reader']}"}
+OTHER = {"Authorization": f"Bearer {KEYS['other']}"}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     from aris.engines.fake import FakeEngine
 
     home = tmp_path_factory.mktemp("home")
-    app = create_app(ServerSettings(api_key="k"), engine=FakeEngine(), aris_settings=ArisSettings(home=home))
+    keys_file = home / "keys.toml"
+    keys_file.write_text(
+        "".join(
+            f'[[key]]\nname = "{name}"\nsha256 = "{hashlib.sha256(key.encode()).hexdigest()}"\n\n'
+            for name, key in KEYS.items()
+        )
+    )
+    keys_file.chmod(0o600)
+    app = create_app(
+        ServerSettings(api_keys_file=keys_file), engine=FakeEngine(), aris_settings=ArisSettings(home=home)
+    )
     with live_server(app) as url:
         yield url, home
 
@@ -253,3 +266,22 @@ def test_view_files_are_reached_by_name_only(server, samples) -> None:  # type: 
     body = json.dumps(_view(url, uid, "ct"))
     assert str(home) not in body
     assert "/tmp" not in body
+
+
+def test_another_key_sees_none_of_it(server, samples) -> None:  # type: ignore[no-untyped-def]
+    url, _ = server
+    uid = _upload(url, sorted(samples("dicom/ct_series/head_ct2_4slices").iterdir()))
+    view = _view(url, uid, "ct")["view"]
+    for path in (f"/v1/viewer/uploads/{uid}?kind=ct", f"{view['base_url']}/slice-00001.bin"):
+        assert httpx.get(f"{url}{path}", headers=OTHER).status_code == 404, path
+        assert httpx.get(f"{url}{path}", headers=H).status_code == 200, path
+    job = httpx.post(
+        f"{url}/v1/jobs", json={"task": "ct", "uploads": [uid], "kind": "ct", "question": "Mass?"}, headers=H
+    ).json()
+    _finish(url, job["id"])
+    mine = httpx.get(f"{url}/v1/viewer/jobs/{job['id']}", headers=H).json()["view"]["base_url"]
+    for path in (f"/v1/viewer/jobs/{job['id']}", f"{mine}/slice-00001.bin"):
+        assert httpx.get(f"{url}{path}", headers=OTHER).status_code == 404, path
+        assert httpx.get(f"{url}{path}", headers=H).status_code == 200, path
+    assert job["id"] not in [h["id"] for h in httpx.get(f"{url}/v1/viewer/history", headers=OTHER).json()]
+    assert job["id"] in [h["id"] for h in httpx.get(f"{url}/v1/viewer/history", headers=H).json()]

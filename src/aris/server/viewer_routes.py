@@ -18,6 +18,9 @@ never holds DICOM headers or file names. A job finds its study's view through it
 job reopened after its upload was removed still shows the original values, and two runs on one study
 share one view.
 
+Like every route, these sit behind the app-wide guards (keys, Host/Origin, limits); a key sees the
+views of its own uploads and jobs only, and files are named by URL, never by server path.
+
 Raw slices are ``application/octet-stream``: little-endian ``int16`` (or ``float32`` when a value is
 not a whole number or does not fit), rows x columns, after the Modality LUT (HU for CT). The view's
 JSON says which, per slice.
@@ -27,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import inspect
 import json
 import logging
 import math
@@ -40,13 +42,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import FileResponse
 from PIL import Image
 
 from aris.errors import ArisError, InputError
 from aris.inputs.base import PreparedInput
+from aris.server.auth import Principal
 from aris.server.errors import APIError
+from aris.server.guard import principal_of
+from aris.server.jobs import JobManager
 
 logger = logging.getLogger(__name__)
 
@@ -61,122 +66,45 @@ INT16 = (-32768, 32767)
 CLINICAL_CT_PRESETS = (("Brain", 40.0, 80.0), ("Lung", -600.0, 1500.0), ("Bone", 400.0, 1800.0))
 
 
-def _dependencies() -> list[Any]:
-    """The bearer-key check where routers carry it; where the app guards every route, nothing."""
-    try:
-        from aris.server.routes import require_key  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return []
-    return [Depends(require_key)]
-
-
-router = APIRouter(prefix="/v1/viewer", tags=["viewer"], dependencies=_dependencies())
+router = APIRouter(prefix="/v1/viewer", tags=["viewer"])  # keys, Host/Origin, limits: app-wide guards
 
 
 def attach(app: FastAPI) -> None:
     """Add the viewer routes (behind the app's key, Host/Origin and size guards like every route)."""
     app.state.viewer_locks = {}
-    app.state.viewer_digests = {}  # upload id -> content digest (where uploads carry none)
     app.state.viewer_job_digests = {}  # job id -> its study's content digest, from the store
     app.include_router(router)
 
 
-# -- the job manager, whichever shape it has ---------------------------------------------------------
-
-
-def _jobs(request: Request) -> Any:
+def _jobs(request: Request) -> JobManager:
     jobs = getattr(request.app.state, "jobs", None)
     if jobs is None:
         raise APIError(503, "the model is still loading", "server_error", code="not_ready")
-    return jobs
+    return jobs  # type: ignore[no-any-return]
 
 
-def _caller(request: Request) -> Any:
-    """The key that sent the request, where the server tells keys apart (uploads and jobs are its own)."""
-    try:
-        from aris.server.guard import principal_of  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    return principal_of(request.scope)
-
-
-def _takes_caller(method: Callable[..., Any]) -> bool:
-    return len(inspect.signature(method).parameters) >= 2
-
-
-def _upload(jobs: Any, upload_id: str, who: Any) -> Any:
-    if _takes_caller(jobs.get_upload):
-        return jobs.get_upload(upload_id, who)
-    return jobs.get_upload(upload_id)
-
-
-async def _prepare(jobs: Any, upload_id: str, who: Any, kind: str) -> PreparedInput:
-    params = list(inspect.signature(jobs.prepare).parameters)
-    if len(params) >= 2 and params[1] in ("who", "principal", "caller"):
-        return await jobs.prepare(upload_id, who, kind)  # type: ignore[no-any-return]
-    return await jobs.prepare(upload_id, kind)  # type: ignore[no-any-return]
-
-
-async def _job_record(jobs: Any, job_id: str, who: Any) -> dict[str, Any]:
-    """A job as clients see it: id, task, status, created, error, result (404 when not the caller's)."""
+async def _job_record(jobs: JobManager, job_id: str, who: Principal) -> dict[str, Any]:
+    """A job as its caller sees it: id, task, status, created, error, result (404 when not theirs)."""
     if not ID.match(job_id):
         raise APIError(404, "no such job", code="not_found")
-    if inspect.iscoroutinefunction(jobs.get):
-        record = await jobs.get(job_id, who)
-        return dict(record)
-    job = jobs.get(job_id)
-    return {**job.summary(), "result": job.result, "store_job": getattr(job, "store_id", None)}
+    return await jobs.get(job_id, who)
 
 
-def _store(jobs: Any) -> Any:
-    store = getattr(jobs, "store", None)
-    if store is None and getattr(jobs, "log", None) is not None:
-        store = jobs.log.store
-    return store
-
-
-def _job_digest(jobs: Any, record: dict[str, Any], cache: dict[str, str]) -> str | None:
+def _job_digest(jobs: JobManager, record: dict[str, Any], cache: dict[str, str]) -> str | None:
     """The content digest of the job's study, as the store recorded it (it never changes: kept)."""
     if record["id"] in cache:
         return cache[record["id"]]
-    digest = _stored_digest(jobs, record)
-    if digest:
-        cache[record["id"]] = digest
-    return digest
-
-
-def _stored_digest(jobs: Any, record: dict[str, Any]) -> str | None:
-    store_id = record.get("store_job")
-    if not store_id:
-        saved = jobs.job_dir(record["id"]) / "job.json"
-        try:
-            store_id = json.loads(saved.read_text()).get("store_job")
-        except (OSError, ValueError):
-            store_id = None
-    store = _store(jobs)
-    if not store_id or store is None:
-        return None
     try:
-        items = store.items(store_id)
+        items = jobs.store.items(record["store_job"])
     except Exception:  # a job the store no longer knows: no view, its images still show
         return None
-    return str(items[0].input_digest) if items else None
+    if not items:
+        return None
+    cache[record["id"]] = str(items[0].input_digest)
+    return cache[record["id"]]
 
 
-async def _upload_digest(request: Request, jobs: Any, upload: Any) -> str:
-    digest = getattr(upload, "digest", "")
-    if digest:
-        return str(digest)
-    cache: dict[str, str] = request.app.state.viewer_digests
-    if upload.id not in cache:
-        from aris.batch.manifest import input_digest
-
-        files = sorted(p for p in upload.root.rglob("*") if p.is_file())
-        cache[upload.id] = await asyncio.to_thread(input_digest, files)
-    return cache[upload.id]
-
-
-def _views_root(jobs: Any) -> Path:
+def _views_root(jobs: JobManager) -> Path:
     return Path(jobs.home) / "viewer"
 
 
@@ -190,10 +118,10 @@ async def upload_view(
     kind: str = Query(default="auto", max_length=32, description="An input kind, as for prepare."),
 ) -> dict[str, Any]:
     """What the model will see of an upload, and the study's original values to view beside it."""
-    jobs, who = _jobs(request), _caller(request)
-    upload = _upload(jobs, upload_id, who)
-    prepared = await _prepare(jobs, upload_id, who, kind)
-    digest = await _upload_digest(request, jobs, upload)
+    jobs, who = _jobs(request), principal_of(request.scope)
+    upload = jobs.get_upload(upload_id, who)
+    prepared = await jobs.prepare(upload_id, who, kind)
+    digest = upload.digest
     key = view_key(prepared)
     folder = _views_root(jobs) / digest / key
     lock = request.app.state.viewer_locks.setdefault(f"{digest}/{key}", asyncio.Lock())
@@ -223,16 +151,15 @@ async def upload_view(
 
 @router.get("/uploads/{upload_id}/views/{key}/{name}")
 async def upload_view_file(upload_id: str, key: str, name: str, request: Request) -> FileResponse:
-    jobs, who = _jobs(request), _caller(request)
-    upload = _upload(jobs, upload_id, who)
-    digest = await _upload_digest(request, jobs, upload)
+    jobs, who = _jobs(request), principal_of(request.scope)
+    digest = jobs.get_upload(upload_id, who).digest
     return _view_file(_views_root(jobs) / digest, key, name)
 
 
 @router.get("/jobs/{job_id}")
 async def job_view(job_id: str, request: Request) -> dict[str, Any]:
     """A job as it ran: its own images, overlay, result and status, with its study's view if kept."""
-    jobs, who = _jobs(request), _caller(request)
+    jobs, who = _jobs(request), principal_of(request.scope)
     record = await _job_record(jobs, job_id, who)
     folder = jobs.job_dir(job_id)
     names = sorted(p.name for p in (folder / "images").glob("*.png")) if (folder / "images").is_dir() else []
@@ -252,7 +179,7 @@ async def job_view(job_id: str, request: Request) -> dict[str, Any]:
         "status_label": status_label(record),
         "kind": prov[0].get("kind") if prov else (view or {}).get("kind"),
         "images": [{"url": f"/v1/jobs/{job_id}/images/{n}", "label": labels[i]} for i, n in enumerate(names)],
-        "overlay": f"/v1/jobs/{job_id}/overlay.png" if (folder / "overlay.png").is_file() else None,
+        "overlay": f"/v1/jobs/{job_id}/files/overlay.png" if (folder / "overlay.png").is_file() else None,
         "result": result,
         "warnings": [w for p in prov for w in p.get("warnings", [])],
         "details": details,
@@ -262,7 +189,7 @@ async def job_view(job_id: str, request: Request) -> dict[str, Any]:
 
 @router.get("/jobs/{job_id}/views/{key}/{name}")
 async def job_view_file(job_id: str, key: str, name: str, request: Request) -> FileResponse:
-    jobs, who = _jobs(request), _caller(request)
+    jobs, who = _jobs(request), principal_of(request.scope)
     record = await _job_record(jobs, job_id, who)
     digest = await asyncio.to_thread(_job_digest, jobs, record, request.app.state.viewer_job_digests)
     if not digest:
@@ -273,13 +200,10 @@ async def job_view_file(job_id: str, key: str, name: str, request: Request) -> F
 @router.get("/history")
 async def history(request: Request, limit: int = Query(default=50, ge=1, le=200)) -> list[dict[str, Any]]:
     """The caller's jobs, newest first, each with the status a reader needs ("failed validation")."""
-    jobs, who = _jobs(request), _caller(request)
-    if hasattr(jobs, "live"):
-        rows = await jobs.list(who, limit)
-        records = [await _job_record(jobs, r["id"], who) if r["status"] == "done" else r for r in rows]
-    else:
-        ordered = sorted(jobs.jobs.values(), key=lambda j: j.created, reverse=True)[:limit]
-        records = [{**j.summary(), "result": j.result} for j in ordered]
+    jobs, who = _jobs(request), principal_of(request.scope)
+    rows = await jobs.list(who, limit)
+    # The list carries no results; a finished job's record says whether its reply validated.
+    records = [await _job_record(jobs, r["id"], who) if r["status"] == "done" else r for r in rows]
     out = []
     for r in records:
         result = r.get("result") or {}

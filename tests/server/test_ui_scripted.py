@@ -1,9 +1,10 @@
-"""The web UI's drawing of results, against a real server whose engine replays scripted replies.
+"""The web UI's drawing of results, against a real server whose generator replays scripted replies.
 
-What is checked here sits above the engine: where the viewer draws a box it was given, how an extracted
-lab row is found on its page, how two answers are compared, how a slide's tiles open. A scripted reply
-makes the geometry known in advance (the tiny random model never writes a valid box); the same UI with
-the real engine is tested in test_ui.py.
+What is checked here sits above the generator: where the viewer draws a box it was given, how an
+extracted lab row is found on its page, how two answers are compared, how a slide's tiles open. A
+scripted reply makes the geometry known in advance (the tiny random model never writes a valid box); the
+same UI with the real generator is tested in test_ui.py. Dictation and image search run on the real
+small models (tiny MedASR, tiny SigLIP over a small indexed archive).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
 
 from aris.server import create_app
 from aris.server.settings import ServerSettings
@@ -37,48 +37,49 @@ from .uikit import (
 KEY = "k"
 
 
-RECEIVED: list[Any] = []
+def _archive(settings: Any, folder: Path, samples: Any) -> None:
+    """A small image archive indexed for search with the tiny SigLIP (as ``aris index add`` would)."""
+    from aris.embed.index import ImageIndex
+    from aris.embed.local import TransformersEmbedder
+    from aris.embed.store import EmbeddingStore
+    from aris.inputs import read
 
-
-def _search_stand_in(app: FastAPI) -> None:
-    """Image search as its route answers (aris.server.embed_routes' docstring), ahead of any real one:
-    what is tested is that the UI offers it when the server does and reads its reply."""
-
-    @app.post("/v1/index/search")
-    async def search(request: Request) -> dict[str, Any]:
-        RECEIVED.append(await request.json())
-        hit = {
-            "id": 3,
-            "score": 0.912345678,
-            "display": "archive/cxr/001.dcm",
-            "kind": "cxr",
-            "uids": {},
-            "parts": 1,
-        }
-        return {
-            "object": "list",
-            "index": "default",
-            "model": "siglip",
-            "count": 7,
-            "results": [hit],
-            "notice": "",
-        }
-
-    app.router.routes.insert(0, app.router.routes.pop())
+    folder.mkdir()
+    for name, kind in (
+        ("dicom/cxr/highdicom_dx_image.dcm", "cxr"),
+        ("dicom/ct/CT_small.dcm", "ct"),
+        ("dicom/mr/MR_small.dcm", "mri"),
+    ):
+        read(samples(name), kind=kind).images[0].save(
+            folder / f"{Path(name).stem}.png"
+        )  # as the model sees it
+    embedder = TransformersEmbedder(settings.embed_model, device="cpu")
+    store, index = EmbeddingStore.open(settings), ImageIndex.open(settings)
+    try:
+        index.add([folder], embedder, store)
+    finally:
+        index.close()
+        store.close()
+        embedder.close()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, test_cache: Path) -> Iterator[tuple[str, Any]]:
+def server(tmp_path_factory: pytest.TempPathFactory, test_cache: Path, samples) -> Iterator[tuple[str, Any]]:  # type: ignore[no-untyped-def]
     from aris.config import ArisSettings
+    from aris.embed.tiny import build_tiny_siglip
     from aris.engines.fake import FakeEngine
     from tests.speech.conftest import build_tiny_asr
 
     engine = FakeEngine(model_id="/models/medgemma-1.5-4b-it")  # a local folder: named, never shown as a path
+    home = tmp_path_factory.mktemp("home")
     settings = ArisSettings(
-        home=tmp_path_factory.mktemp("home"), asr_model=str(build_tiny_asr(test_cache)), device="cpu"
+        home=home,
+        asr_model=str(build_tiny_asr(test_cache)),
+        embed_model=str(build_tiny_siglip(test_cache)),
+        device="cpu",
     )
+    _archive(settings, home.parent / "archive", samples)
     app = create_app(ServerSettings(api_key=KEY), engine=engine, aris_settings=settings)
-    _search_stand_in(app)
     with live_server(app) as url:
         yield url, engine
 
@@ -159,7 +160,7 @@ def test_the_header_names_the_model_and_details_fold(page: Any, samples) -> None
         assert fact in details
 
 
-def test_dictation_streams_into_the_question_and_search_appears_when_offered(page: Any, server) -> None:  # type: ignore[no-untyped-def]
+def test_dictation_streams_into_the_question_and_search_finds_the_archive(page: Any, server, samples) -> None:  # type: ignore[no-untyped-def]
     url, _ = server
     assert page.get_attribute("body", "data-capabilities") == "dictation search"
     page.fill("#question", "Findings:")
@@ -184,11 +185,25 @@ def test_dictation_streams_into_the_question_and_search_appears_when_offered(pag
     ).json()["text"]
     assert page.input_value("#question") == f"Findings: {heard}"
 
+    # Image search over the indexed archive: by text, and by the study open (its nearest is its own image).
     page.fill("#search-text", "cardiomegaly")
     page.click("#search-form button[type=submit]")
-    page.wait_for_selector("#search-results li")
-    assert page.inner_text("#search-results li") == "0.912 archive/cxr/001.dcm cxr"
-    assert RECEIVED[-1] == {"k": 10, "text": "cardiomegaly"}
+    page.wait_for_selector("#search-results li .score")
+    shown = page.locator("#search-results li").all_inner_texts()
+    assert len(shown) == 3
+    assert {line.split()[1] for line in shown} == {
+        "archive/highdicom_dx_image.png",
+        "archive/CT_small.png",
+        "archive/MR_small.png",
+    }
+    open_study(page, "cxr", [samples("dicom/cxr/highdicom_dx_image.dcm")])
+    page.click("#search-upload")
+    page.wait_for_function("document.querySelector('#search-results li').textContent.includes('highdicom')")
+    top = page.locator("#search-results li").first.inner_text().split()
+    assert top[1] == "archive/highdicom_dx_image.png"
+    assert (
+        len(top[0].lstrip("-").replace("0.", "", 1).lstrip("0")) <= 3
+    )  # scores shown to 3 significant digits
 
 
 def test_lab_rows_out_of_range_are_marked_and_found_on_their_page(page: Any, server, samples) -> None:  # type: ignore[no-untyped-def]

@@ -829,6 +829,7 @@ async function transcribe(blob) {
 
 // -- image search (when the server has an index) ------------------------------------------------------------------
 async function search(body) {
+  $("search-results").innerHTML = '<li class="muted">searching…</li>';
   try {
     const r = await (await api("/v1/index/search", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ k: 10, ...body }) })).json();
     $("search-results").innerHTML = r.results.length

@@ -9,8 +9,12 @@ then runs the ``ct`` task through :func:`aris.runner.run_task` on each local eng
 
 and checks that the five answers are identical with and without reuse. Goal: five findings cost at most
 1.3x one finding. Engines: the tiny random Gemma 3 VLM (transformers) and its GGUF + mmproj (llama.cpp),
-built locally; they have MedGemma's prompt shape but tiny weights, so the images are cheap next to a real
-4B model's: the ratio here is an upper bound on the real one.
+built locally. They have MedGemma's prompt shape but tiny weights, so their images are cheap next to the
+per-call overhead, the opposite of a real 4B model, whose 85 slices (SigLIP-400M at 896 px, 21,760
+soft tokens) dwarf a ten-token answer. A third run uses a "proportioned" random VLM: the same tiny text
+model behind a SigLIP of 4 layers at 448 px with 256 soft tokens per image, so a prompt costs what its
+images cost, as MedGemma's does. The random models' replies are unreadable, so each finding also costs
+its one repair call (two calls a finding, reused alike).
 
     python bench/prefix_reuse.py [--slices 85] [--size 128] [--repeat 3] [--max-new-tokens 8]
 """
@@ -47,7 +51,7 @@ def timed(engine: Engine, prepared: object, findings: list[str], tokens: int) ->
     return dt, answers
 
 
-def bench(name: str, make: object, prepared: object, repeat: int, tokens: int) -> bool:
+def bench(name: str, make: object, prepared: object, repeat: int, tokens: int) -> tuple[bool, bool]:
     cached: Engine = make(True)  # type: ignore[operator]
     plain: Engine = make(False)  # type: ignore[operator]
     try:
@@ -77,6 +81,34 @@ def bench(name: str, make: object, prepared: object, repeat: int, tokens: int) -
     return ok
 
 
+def proportioned_vlm(tiny: Path) -> Path:
+    """The tiny VLM's text model and tokenizer behind a vision tower whose cost dominates, as MedGemma's."""
+    out = CACHE / "models" / "prefix-bench-vlm"
+    if (out / "config.json").exists():
+        return out
+    import torch
+    from transformers import AutoProcessor, Gemma3Config, Gemma3ForConditionalGeneration
+
+    config = Gemma3Config.from_pretrained(tiny)
+    config.vision_config.update(
+        {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4, "image_size": 448}
+    )
+    config.mm_tokens_per_image = 256
+    torch.manual_seed(0)
+    model = Gemma3ForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.model.multi_modal_projector.mm_input_projection_weight, std=0.02)
+    processor = AutoProcessor.from_pretrained(tiny)
+    processor.image_processor.size = {"height": 448, "width": 448}
+    processor.image_seq_length = 256
+    processor.full_image_sequence = processor.full_image_sequence.replace(
+        processor.image_token * 16, processor.image_token * 256
+    )
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--slices", type=int, default=85)
@@ -101,13 +133,25 @@ def main() -> None:
         f"CT: {n} slices of {args.size}px, {args.repeat} interleaved rounds, {args.max_new_tokens} new tokens a finding"
     )
     n_ctx = 4096 + n * 300
+    heavy = proportioned_vlm(vlm)
     results = [
+        bench("proportioned", lambda on: TransformersEngine(str(heavy), device="cpu", prefix_cache=on), prepared,
+              args.repeat, args.max_new_tokens),
         bench("transformers", lambda on: TransformersEngine(str(vlm), device="cpu", prefix_cache=on), prepared,
               args.repeat, args.max_new_tokens),
         bench("llama.cpp", lambda on: LlamaCppEngine(str(gguf), mmproj=str(mmproj), n_ctx=n_ctx, prefix_cache=on),
               prepared, args.repeat, args.max_new_tokens),
     ]  # fmt: skip
-    print("verdict:", "PASS" if all(results) else "FAIL")
+    # The goal is judged where images cost what they cost MedGemma (the proportioned model); on the tiny
+    # models a call's fixed overhead outweighs their images, so their rows show the saving, not the goal.
+    same = all(r[1] for r in results)
+    print(
+        "verdict:",
+        "PASS" if results[0][0] and same else "FAIL",
+        "(goal judged on the proportioned model; answers identical with and without reuse on all three)"
+        if same
+        else "(answers differ with and without reuse)",
+    )
 
 
 if __name__ == "__main__":

@@ -108,3 +108,18 @@ def test_llamacpp_restores_the_prefix_state_and_answers_as_separate_calls(
     # A text-only prompt in between does not disturb the kept prefix.
     "".join(cached.stream(build_turns([Message.user("Hello")]), PARAMS))
     assert replies(cached, volume(1)) == other
+
+
+def test_a_hit_is_tokenized_from_text_alone_exactly_as_the_processor_does(
+    hf: tuple[TransformersEngine, TransformersEngine],
+) -> None:
+    engine, _ = hf
+    turns = ct_turns(volume(2), QUESTIONS[1])
+    full = engine.encode([turns])
+    engine._prefix = None
+    engine._generation_inputs(turns)  # a miss: prefilled from the processor's inputs
+    hit = engine._generation_inputs(turns)  # a hit: ids from the tokenizer, no pixels
+    assert "pixel_values" not in hit
+    assert torch.equal(hit["input_ids"], full["input_ids"])
+    assert torch.equal(hit["attention_mask"], full["attention_mask"])
+    assert torch.equal(hit["token_type_ids"], full["token_type_ids"])

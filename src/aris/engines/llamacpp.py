@@ -114,7 +114,8 @@ class LlamaCppEngine(Engine):
         self.max_images = max_images
         self._closed = False
         self.prefix_cache = prefix_cache
-        self._prefix: tuple[tuple[str, str], Any] | None = None  # ((chunks, images digest), LlamaState)
+        # ((prompt head, images digest), the LlamaState after it, the tokens libmtmd puts before the tail)
+        self._prefix: tuple[tuple[str, str], Any, list[int]] | None = None
         self.prefix_stats = {"hits": 0, "misses": 0}
 
         import llama_cpp
@@ -228,7 +229,8 @@ class LlamaCppEngine(Engine):
         t0 = t1 = time.perf_counter()
         try:
             if images:
-                self._mtmd_chunks(turns, images, evaluate=True)
+                if not self._resume_prefix(turns, images):
+                    self._mtmd_chunks(turns, images, evaluate=True)
                 n_prompt = llama.n_tokens
             else:
                 prompt = self._text_tokens(turns)
@@ -326,7 +328,7 @@ class LlamaCppEngine(Engine):
                     out.append(("image", mtmd.mtmd_input_chunk_get_n_tokens(chunk)))
             if evaluate:
                 self._check_fits(mtmd.mtmd_helper_get_n_tokens(chunks))
-                self._evaluate(mtmd, parts, out, images)
+                self._evaluate(mtmd, parts, out, self._prefix_key(text.decode("utf-8"), images, marker))
         finally:
             if chunks is not None:
                 mtmd.mtmd_input_chunks_free(chunks)
@@ -334,31 +336,67 @@ class LlamaCppEngine(Engine):
                 mtmd.mtmd_bitmap_free(bitmap)
         return out
 
+    @staticmethod
+    def _prefix_key(text: str, images: Sequence[Image.Image], marker: str) -> tuple[tuple[str, str], str]:
+        """((the prompt up to its last image, the images' digest), the text after the last image)."""
+        cut = text.rindex(marker) + len(marker)
+        return (text[:cut], images_digest(images)), text[cut:]
+
+    def _resume_prefix(self, turns: list[Turn], images: Sequence[Image.Image]) -> bool:
+        """Restore the kept prefix if this prompt starts with it; then only the text after the last
+        image is evaluated: no image is converted, tokenized or encoded again."""
+        if not self.prefix_cache or self._prefix is None:
+            return False
+        import llama_cpp.mtmd_cpp as mtmd
+
+        marker = mtmd.mtmd_default_marker().decode("utf-8")
+        text = render(turns, bos=False, image_token=_IMAGE_PAD + marker + _IMAGE_PAD)
+        key, tail = self._prefix_key(text, images, marker)
+        kept_key, state, lead = self._prefix
+        if kept_key != key:
+            return False
+        ids = lead + self._tail_tokens(tail)
+        self._llama.load_state(state)
+        self._check_fits(self._llama.n_tokens + len(ids))
+        self._llama.eval(ids)
+        self.prefix_stats["hits"] += 1
+        return True
+
+    def _tail_tokens(self, tail: str) -> list[int]:
+        ids: list[int] = self._llama.tokenize(tail.encode("utf-8"), add_bos=False, special=True)
+        return ids
+
     def _evaluate(
-        self, mtmd: Any, parts: list[Any], described: list[tuple[str, Any]], images: Sequence[Image.Image]
+        self,
+        mtmd: Any,
+        parts: list[Any],
+        described: list[tuple[str, Any]],
+        prefix: tuple[tuple[str, str], str],
     ) -> None:
         """Run the chunks through the model: the prefix (everything up to the last image), then the rest.
 
         The prefix's state is kept; a later prompt with the same text AND the same images (by digest:
-        image positions carry no token ids) restores it instead of encoding the images again, so N
-        questions about one volume encode its slices once. The first prompt takes the same two steps,
-        so a reply never depends on whether the state was warm.
+        image positions carry no token ids) restores it (:meth:`_resume_prefix`) instead of encoding
+        the images again, so N questions about one volume encode its slices once. The first prompt
+        takes the same two steps, so a reply never depends on whether the state was warm.
         """
         llama = self._llama
         split = max((i + 1 for i, (kind, _) in enumerate(described) if kind == "image"), default=0)
-        key = (repr(described[:split]), images_digest(images))
-        if split and self.prefix_cache and self._prefix is not None and self._prefix[0] == key:
-            llama.load_state(self._prefix[1])
-            self.prefix_stats["hits"] += 1
-        else:
-            self._prefix = None
-            llama.reset()
-            for chunk, (kind, value) in zip(parts[:split], described[:split], strict=True):
-                self._eval_chunk(mtmd, chunk, kind, value)
-            if split and self.prefix_cache:
-                self._prefix = (key, llama.save_state())
-                self.prefix_stats["misses"] += 1
-        for chunk, (kind, value) in zip(parts[split:], described[split:], strict=True):
+        key, tail = prefix
+        self._prefix = None
+        llama.reset()
+        for chunk, (kind, value) in zip(parts[:split], described[:split], strict=True):
+            self._eval_chunk(mtmd, chunk, kind, value)
+        rest = described[split:]
+        # Kept only when the text after the images tokenizes alone as libmtmd tokenized it (libmtmd
+        # starts that chunk with the image's closing token, kept as ``lead``), so a resumed prompt
+        # evaluates exactly the tokens this one does.
+        tail_ids = self._tail_tokens(tail)
+        last = rest[0][1] if len(rest) == 1 and rest[0][0] == "text" else None
+        if split and self.prefix_cache and last is not None and last[len(last) - len(tail_ids) :] == tail_ids:
+            self._prefix = (key, llama.save_state(), list(last[: len(last) - len(tail_ids)]))
+            self.prefix_stats["misses"] += 1
+        for chunk, (kind, value) in zip(parts[split:], rest, strict=True):
             self._eval_chunk(mtmd, chunk, kind, value)
 
     def _eval_chunk(self, mtmd: Any, chunk: Any, kind: str, value: Any) -> None:

@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 EOS_IDS = (1, 106)  # <eos>, <end_of_turn>: Gemma 3 ends a reply with either
 END_OF_IMAGE_ID = 256000
+IMAGE_SOFT_TOKEN_ID = 262144
 # Removed from replies. The thought markers <unused94>/<unused95> are special tokens too, so
 # decoding keeps every special token and drops only these: the thought splitter needs the markers.
 END_MARKERS = ("<end_of_turn>", "<eos>", "<pad>")
@@ -461,46 +462,59 @@ class TransformersEngine(Engine):
     def stream(self, turns: list[Turn], params: GenerationParams) -> Iterator[str]:
         return self._stream(turns, params)
 
-    def _with_prefix(self, inputs: Any, turns: list[Turn]) -> dict[str, Any]:
-        """Generation inputs that continue from the KV cache of the prompt's images.
+    def _generation_inputs(self, turns: list[Turn]) -> dict[str, Any]:
+        """Generation inputs, continuing from the KV cache of the prompt's images when it is kept.
 
         Everything up to the last image's ``<end_of_image>`` (the instruction and every slice with its
         label) is prefilled once and kept; a later prompt with the same tokens AND the same images (by
         digest: image soft tokens all have one id) continues from a copy of that cache, so N questions
-        about one volume encode its 85 slices once. The first prompt takes the same two-step path as the
-        later ones, so an answer never depends on whether the cache was warm.
+        about one volume encode its 85 slices once, and the hit needs no image preprocessing either (its
+        ids are tokenized from text alone). The first prompt takes the same two-step path as the later
+        ones, so an answer never depends on whether the cache was warm.
         """
         import torch
 
-        ids = inputs["input_ids"][0]
-        ends = (ids == END_OF_IMAGE_ID).nonzero()
-        if not self.prefix_cache or inputs["input_ids"].shape[0] != 1 or ends.numel() == 0:
-            return dict(inputs)
-        boundary = int(ends.max()) + 1
-        key = (tuple(ids[:boundary].tolist()), images_digest(img for turn in turns for img in turn.images))
+        images = [img for turn in turns for img in turn.images]
+        if not (self.prefix_cache and images and self.processor is not None):
+            return dict(self.encode([turns]))
+        p = self.processor
+        text = render(turns).replace(p.boi_token, p.full_image_sequence)
+        tok = self.tokenizer([text], add_special_tokens=False, return_tensors="pt").to(self.model.device)
+        ids = tok["input_ids"]
+        boundary = int((ids[0] == END_OF_IMAGE_ID).nonzero().max()) + 1
+        key = (tuple(ids[0, :boundary].tolist()), images_digest(images))
         with self._prefix_lock:
             if self._prefix is None or self._prefix[0] != key:
                 self._prefix = None  # free the old cache before building the new one
+                full = self.encode([turns])
+                if not torch.equal(full["input_ids"], ids):  # the processor expanded otherwise: no cache
+                    logger.warning("prompt ids differ from the processor's; prefix cache not used")
+                    return dict(full)
                 head = {
                     k: (v[:, :boundary] if k in ("input_ids", "attention_mask", "token_type_ids") else v)
-                    for k, v in inputs.items()
+                    for k, v in full.items()
                 }
                 with torch.inference_mode():
-                    out = self.model(**head, use_cache=True)
+                    # logits_to_keep=1: the prefix needs its cache, not 262k logits for each of its tokens
+                    out = self.model(**head, use_cache=True, logits_to_keep=1)
                 self._prefix = (key, out.cache)
                 self.prefix_stats["misses"] += 1
             else:
                 self.prefix_stats["hits"] += 1
             cache = copy.deepcopy(self._prefix[1])
-        rest = {k: v for k, v in inputs.items() if k != "pixel_values"}  # the images are in the cache
-        return {**rest, "cache": cache}
+        return {
+            "input_ids": ids,
+            "attention_mask": tok["attention_mask"],
+            "token_type_ids": (ids == IMAGE_SOFT_TOKEN_ID).long(),
+            "cache": cache,  # the images are in it: no pixel values
+        }
 
     def _stream(
         self, turns: list[Turn], params: GenerationParams, extra_processors: Sequence[Any] = ()
     ) -> Iterator[str]:
         import torch
 
-        inputs = self.encode([turns])
+        inputs = self._generation_inputs(turns)
         stop_event = threading.Event()
         kwargs = self._generate_kwargs(params, stop_event, extra_processors)
         streamer = self._streamer()
@@ -512,7 +526,7 @@ class TransformersEngine(Engine):
                 if params.temperature > 0 and params.seed is not None:
                     torch.manual_seed(params.seed)
                 with torch.inference_mode():
-                    self.model.generate(**self._with_prefix(inputs, turns), streamer=streamer, **kwargs)
+                    self.model.generate(**inputs, streamer=streamer, **kwargs)
             except BaseException as e:  # handed to the consumer, which re-raises it
                 failure.append(e)
                 streamer.end()  # unblocks the consumer

@@ -78,7 +78,7 @@ def bench(name: str, make: object, prepared: object, repeat: int, tokens: int) -
         f"5 findings, no reuse {m5p:6.2f}s ({m5p / m1:.2f}x one) | saving {m5p / m5:.2f}x | "
         f"answers identical: {same} | {'PASS' if ok else 'FAIL'} (goal <= 1.3x)"
     )
-    return ok
+    return ok, same
 
 
 def proportioned_vlm(tiny: Path) -> Path:

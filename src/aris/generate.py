@@ -87,12 +87,11 @@ def generate(
 def _usage(engine: Engine, stream: object, turns: list[Turn], raw: str) -> dict[str, int]:
     """Token counts: the engine's own report when it has one, else counted here."""
     reported = getattr(stream, "usage", None) or {}
-    usage = {
-        "images": count_images(turns),
-        "completion_tokens": int(
-            reported.get("completion_tokens", engine.count_text_tokens(raw) if raw else 0)
-        ),
-    }
+    if "completion_tokens" in reported:
+        completion = int(reported["completion_tokens"])
+    else:  # counted only when the engine did not say: a remote count queues behind generations
+        completion = engine.count_text_tokens(raw) if raw else 0
+    usage = {"images": count_images(turns), "completion_tokens": completion}
     if "prompt_tokens" in reported:
         usage["prompt_tokens"] = int(reported["prompt_tokens"])
     return usage

@@ -67,6 +67,22 @@ def test_streaming_equals_plain(text_server: str) -> None:
     streamed = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert streamed.strip() == plain.choices[0].message.content
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    # Usage comes with a stream only when asked for, as OpenAI does, and then it matches the plain one.
+    assert all(ch.usage is None for ch in chunks)
+    counted = list(
+        c.chat.completions.create(
+            model="gemma3-270m",
+            messages=msgs,
+            max_tokens=12,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    usage = counted[-1].usage
+    assert usage is not None
+    assert plain.usage is not None
+    assert usage.prompt_tokens == plain.usage.prompt_tokens
+    assert usage.completion_tokens == plain.usage.completion_tokens
 
 
 def test_json_schema_response_format(text_server: str) -> None:

@@ -44,6 +44,7 @@ class ChatCompletionRequest(BaseModel):
     model: str | None = Field(default=None, max_length=256)
     messages: list[ChatMessage] = Field(min_length=1, max_length=512)
     stream: bool = False
+    stream_options: dict[str, Any] | None = None  # {"include_usage": true}: a last chunk with usage
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)

@@ -25,7 +25,7 @@ from PIL import Image
 
 from aris.context import Cancelled
 from aris.generate import generate
-from aris.prompt import build_turns, count_images, render
+from aris.prompt import Turn, build_turns, count_images, render
 from aris.result import Result
 from aris.server.errors import APIError, error_body, from_aris
 from aris.server.protocol import ChatCompletionRequest
@@ -95,11 +95,12 @@ def to_params(req: ChatCompletionRequest, default_max: int) -> GenerationParams:
 
 @dataclass
 class Prepared:
-    """A checked request: what generate() needs, and the prompt's size for ``usage``."""
+    """A checked request: what generate() needs, and what ``usage`` is counted from if asked."""
 
     messages: list[Message]
     params: GenerationParams
-    prompt_tokens: int
+    turns: list[Turn]
+    include_usage: bool = True
 
 
 class ChatService:
@@ -140,10 +141,10 @@ class ChatService:
         turns = build_turns(messages, think=params.think)
         engine = self.runner.engine
         engine.check_budget(turns, params)
-        prompt_tokens = (
-            engine.count_text_tokens(render(turns)) + count_images(turns) * engine.capabilities.image_tokens
-        )
-        return Prepared(messages, params, prompt_tokens)
+        # A stream carries usage only when the client asks (OpenAI's stream_options.include_usage):
+        # counting a prompt is a round trip to a remote engine, queued behind its generations.
+        include_usage = not req.stream or bool((req.stream_options or {}).get("include_usage"))
+        return Prepared(messages, params, turns, include_usage)
 
     def _work(self, p: Prepared, stream: bool) -> Callable[[Callable[[Any], None], threading.Event], Result]:
         engine = self.runner.engine
@@ -161,8 +162,15 @@ class ChatService:
 
     def _usage(self, p: Prepared, result: Result) -> dict[str, int]:
         completion = int(result.usage.get("completion_tokens", 0))
-        # The engine's own count of the prompt when it reports one (a remote server does).
-        prompt = int(result.usage.get("prompt_tokens", p.prompt_tokens))
+        # The engine's own count of the prompt when it reports one (a remote server may), else counted now.
+        if "prompt_tokens" in result.usage:
+            prompt = int(result.usage["prompt_tokens"])
+        else:
+            engine = self.runner.engine
+            prompt = (
+                engine.count_text_tokens(render(p.turns))
+                + count_images(p.turns) * engine.capabilities.image_tokens
+            )
         self.runner.metrics.tokens.labels("prompt").inc(prompt)
         self.runner.metrics.tokens.labels("completion").inc(completion)
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
@@ -229,7 +237,11 @@ class ChatService:
             if isinstance(item, Returned):
                 result: Result = item.value
                 return [
-                    event({}, self._finish_reason(p, result), self._usage(p, result)),
+                    event(
+                        {},
+                        self._finish_reason(p, result),
+                        self._usage(p, result) if p.include_usage else None,
+                    ),
                     "data: [DONE]\n\n",
                 ]
             kind, text = item

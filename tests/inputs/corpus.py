@@ -5,6 +5,7 @@ The corpus is built at run time from INSTALLED packages, never copied into the r
 - pydicom's own test files (``pydicom/data``: test_files, charset_files, palettes, DICOMDIRs);
 - pydicom-data's files (the ``data_store`` package of ``pydicom-data``, when installed);
 - nibabel's test data (every ``data`` folder inside the nibabel package);
+- pynetdicom's test DICOM files (``pynetdicom/tests/dicom_files``: deflated, big endian, bad meta);
 - a truncated copy of each public DICOM file larger than 2 KiB (cut at 60%), written to a temporary
   folder, because damaged files are where messages go wrong.
 
@@ -47,6 +48,14 @@ def public_files() -> list[tuple[str, Path]]:
         pass
     nib_root = Path(nibabel.__file__).parent
     roots += [("nibabel", d) for d in sorted(nib_root.rglob("data")) if d.is_dir()]
+    try:
+        import pynetdicom
+
+        net = Path(pynetdicom.__file__).parent / "tests" / "dicom_files"
+        if net.is_dir():
+            roots.append(("pynetdicom", net))
+    except ImportError:
+        pass
     out: list[tuple[str, Path]] = []
     seen: set[Path] = set()
     for source, root in roots:

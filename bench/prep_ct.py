@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None, **defaults: object) -> int:
     print(line)
     print(
         f"outputs identical: {identical} ({len(got)} read, {len(written)} PNGs vs {len(ref)} careful); memory ok: {mem_ok}"
+        f" (peak vs careful: read {peaks['read'] / peaks['careful'] - 1:+.1%},"
+        f" prepare {peaks['prepare'] / peaks['careful'] - 1:+.1%})"
     )
     ok = identical and r_read <= 0.6 and r_prep <= 0.9 and mem_ok
     print(f"VERDICT: {'PASS' if ok else 'FAIL'}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from aris.inputs.base import PreparedInput
@@ -32,6 +33,22 @@ def contact_sheet(
     ``columns`` defaults to a near-square grid (10 for 85 CT slices, 12 for 126 tiles). Aspect
     ratios are kept inside each cell; the model itself sees every image stretched to 896x896.
     """
+    return Image.fromarray(contact_sheet_array(source, labels, cell=cell, columns=columns), "RGB")
+
+
+def contact_sheet_array(
+    source: PreparedInput | Sequence[Image.Image],
+    labels: Sequence[str] | None = None,
+    *,
+    cell: int = CELL,
+    columns: int | None = None,
+) -> np.ndarray:
+    """:func:`contact_sheet` as an (H, W, 3) uint8 array.
+
+    The sheet is composed in numpy, a label strip at a time, because a Pillow RGB image holds four
+    bytes a pixel and handing it to an encoder copies it again: for 85 CT slices that was 45 MB more
+    at the peak of ``aris prepare`` than this 20 MB array.
+    """
     if isinstance(source, PreparedInput):
         images, labels = source.images, labels if labels is not None else source.labels
     else:
@@ -45,8 +62,10 @@ def contact_sheet(
     rows = math.ceil(len(images) / cols)
     w = cols * cell + (cols + 1) * GAP
     h = rows * (cell + LABEL_H) + (rows + 1) * GAP
-    sheet = Image.new("RGB", (w, h), BACKGROUND)
-    draw = ImageDraw.Draw(sheet)
+    sheet = np.empty((h, w, 3), np.uint8)
+    sheet[...] = BACKGROUND
+    strip = Image.new("RGB", (cell, LABEL_H), BACKGROUND)
+    draw = ImageDraw.Draw(strip)
     font = ImageFont.load_default(size=max(10, LABEL_H - 8))
     for i, (img, label) in enumerate(zip(images, labels, strict=True)):
         r, c = divmod(i, cols)
@@ -56,10 +75,12 @@ def contact_sheet(
         # nearest-neighbour so their pixels stay honest; large images are shrunk smoothly
         small = max(img.size) < cell
         resample = Image.Resampling.NEAREST if small else Image.Resampling.BILINEAR
-        thumb = ImageOps.contain(img.convert("RGB"), (cell, cell), method=resample)
-        sheet.paste(thumb, (x + (cell - thumb.width) // 2, y + (cell - thumb.height) // 2))
-        text = _fit(draw, label, font, cell)
-        draw.text((x + 2, y + cell + 3), text, fill=TEXT, font=font)
+        thumb = np.asarray(ImageOps.contain(img.convert("RGB"), (cell, cell), method=resample))
+        tx, ty = x + (cell - thumb.shape[1]) // 2, y + (cell - thumb.shape[0]) // 2
+        sheet[ty : ty + thumb.shape[0], tx : tx + thumb.shape[1]] = thumb
+        draw.rectangle((0, 0, cell, LABEL_H), fill=BACKGROUND)
+        draw.text((2, 3), _fit(draw, label, font, cell), fill=TEXT, font=font)
+        sheet[y + cell : y + cell + LABEL_H, x : x + cell] = np.asarray(strip)
     return sheet
 
 

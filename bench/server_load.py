@@ -7,7 +7,7 @@ whole burst, the ratios (goal: Aris adds <= 5% to median TTFT and <= 3% to total
 (goal: 0). The machine's load average is printed with the figures: two cores shared with anything else
 make the ratio meaningless, so run it on a quiet machine.
 
-    python bench/server_load.py [--requests 32] [--rounds 5] [--max-tokens 16]
+    python bench/server_load.py [--requests 32] [--rounds 9] [--max-tokens 16]
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ async def burst(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=32)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--max-tokens", type=int, default=16)
     ap.add_argument("--cache", type=Path, default=REPO / ".cache" / "test-models")
     args = ap.parse_args()
@@ -141,6 +141,11 @@ def main() -> None:
     d_wall = statistics.median(w for _, w in direct)
     v_wall = statistics.median(w for _, w in via)
     load = os.getloadavg()[0]
+    for r, ((dt, dw), (vt, vw)) in enumerate(zip(direct, via, strict=True), 1):
+        print(
+            f"  round {r}: TTFT direct {dt:5.2f}s aris {vt:5.2f}s ({100 * (vt / dt - 1):+5.1f}%), "
+            f"burst direct {dw:5.2f}s aris {vw:5.2f}s ({100 * (vw / dw - 1):+5.1f}%)"
+        )
     print(
         f"{args.requests} concurrent streamed requests x {args.rounds} interleaved rounds, {args.max_tokens} tokens each"
     )

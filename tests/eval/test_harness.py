@@ -468,7 +468,9 @@ def test_report_mode_records_its_prompt_budget_and_truncated_thoughts(tmp_path: 
     assert "truncated 1" in md
     assert "## Truncated replies (1)\n" in md
     assert "- t1\n" in md.split("## Truncated replies")[1]
-    assert "67.6 in a results table of the technical report" in md  # the other published value, named
+    assert "67.6 in the technical report's main results table" in md  # the other published value, named
+    assert "model card" in md
+    assert "text evaluations" in md
     assert "Appendix B, Tables 7-13" in md
     assert "one 'A. text' line each" in md  # a choice the report leaves open, named
     assert 'X in the format "Final Answer: X":\n```' in md  # the template, quoted

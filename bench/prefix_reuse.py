@@ -13,7 +13,8 @@ built locally. They have MedGemma's prompt shape but tiny weights, so their imag
 per-call overhead, the opposite of a real 4B model, whose 85 slices (SigLIP-400M at 896 px, 21,760
 soft tokens) dwarf a ten-token answer. A third run uses a "proportioned" random VLM: the same tiny text
 model behind a SigLIP of 4 layers at 448 px with 256 soft tokens per image, so a prompt costs what its
-images cost, as MedGemma's does. The random models' replies are unreadable, so each finding also costs
+images cost, as MedGemma's does, run through transformers and, converted to GGUF + mmproj with
+llama.cpp's own converter, through llama.cpp. The random models' replies are unreadable, so each finding also costs
 its one repair call (two calls a finding, reused alike).
 
     python bench/prefix_reuse.py [--slices 85] [--size 128] [--repeat 3] [--max-new-tokens 8]
@@ -118,7 +119,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from aris.demo.tiny import build_tiny_vlm
-    from aris.demo.tiny_gguf import build_tiny_gguf
+    from aris.demo.tiny_gguf import build_tiny_gguf, convert_vlm
     from aris.engines.llamacpp import LlamaCppEngine
     from aris.engines.transformers import TransformersEngine
 
@@ -134,9 +135,14 @@ def main() -> None:
     )
     n_ctx = 4096 + n * 300
     heavy = proportioned_vlm(vlm)
+    heavy_gguf, heavy_mmproj = convert_vlm(
+        heavy, heavy.parent / f"{heavy.name}-f32.gguf", heavy.parent / f"mmproj-{heavy.name}-f32.gguf", CACHE
+    )
     results = [
-        bench("proportioned", lambda on: TransformersEngine(str(heavy), device="cpu", prefix_cache=on), prepared,
-              args.repeat, args.max_new_tokens),
+        bench("proportioned (transformers)", lambda on: TransformersEngine(str(heavy), device="cpu", prefix_cache=on),
+              prepared, args.repeat, args.max_new_tokens),
+        bench("proportioned (llama.cpp)", lambda on: LlamaCppEngine(str(heavy_gguf), mmproj=str(heavy_mmproj),
+              n_ctx=n_ctx, prefix_cache=on), prepared, args.repeat, args.max_new_tokens),
         bench("transformers", lambda on: TransformersEngine(str(vlm), device="cpu", prefix_cache=on), prepared,
               args.repeat, args.max_new_tokens),
         bench("llama.cpp", lambda on: LlamaCppEngine(str(gguf), mmproj=str(mmproj), n_ctx=n_ctx, prefix_cache=on),
@@ -147,8 +153,8 @@ def main() -> None:
     same = all(r[1] for r in results)
     print(
         "verdict:",
-        "PASS" if results[0][0] and same else "FAIL",
-        "(goal judged on the proportioned model; answers identical with and without reuse on all three)"
+        "PASS" if results[0][0] and results[1][0] and same else "FAIL",
+        "(goal judged on the proportioned model, both engines; answers identical with and without reuse on all four)"
         if same
         else "(answers differ with and without reuse)",
     )

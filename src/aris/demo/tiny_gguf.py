@@ -95,25 +95,34 @@ def build_tiny_gguf(home: Path | None = None, *, force: bool = False) -> tuple[P
     transformers' on the same weights.
     """
     vlm = build_tiny_vlm(home)
-    model, mmproj = vlm.parent / TINY_GGUF_NAME, vlm.parent / TINY_MMPROJ_NAME
-    stamp = vlm.parent / f".{TINY_GGUF_NAME}.aris-build"
-    # Tied to the checkpoint it came from: a rebuilt tiny VLM means a new conversion.
+    return convert_vlm(vlm, vlm.parent / TINY_GGUF_NAME, vlm.parent / TINY_MMPROJ_NAME, home, force=force)
+
+
+def convert_vlm(
+    vlm: Path, model: Path, mmproj: Path, home: Path | None = None, *, force: bool = False
+) -> tuple[Path, Path]:
+    """A Gemma 3 VLM checkpoint with the tiny VLM's tokenizer -> ``(model, mmproj)`` GGUFs in f32.
+
+    Cached: converted again only when the checkpoint's weights change.
+    """
+    stamp = model.parent / f".{model.name}.aris-build"
+    # Tied to the checkpoint it came from: a rebuilt checkpoint means a new conversion.
     version = f"{_BUILD_VERSION}:{(vlm / 'model.safetensors').stat().st_mtime_ns}"
     if not force and stamp.exists() and stamp.read_text() == version and model.exists() and mmproj.exists():
         return model, mmproj
 
     t0 = time.perf_counter()
     convert = converter_dir(home) / "convert_hf_to_gguf.py"
-    with tempfile.TemporaryDirectory(dir=vlm.parent) as tmp_name:
+    with tempfile.TemporaryDirectory(dir=model.parent) as tmp_name:
         tmp = Path(tmp_name)
         checkpoint = tmp / "hf"
         _prepare_checkpoint(vlm, checkpoint, gemma3_270m_gguf(home))
-        _convert(convert, checkpoint, tmp / TINY_GGUF_NAME)
-        _convert(convert, checkpoint, tmp / TINY_MMPROJ_NAME, "--mmproj")
-        (tmp / TINY_GGUF_NAME).replace(model)
-        (tmp / TINY_MMPROJ_NAME).replace(mmproj)
+        _convert(convert, checkpoint, tmp / model.name)
+        _convert(convert, checkpoint, tmp / mmproj.name, "--mmproj")
+        (tmp / model.name).replace(model)
+        (tmp / mmproj.name).replace(mmproj)
     stamp.write_text(version)
-    logger.info("converted the tiny VLM to GGUF + mmproj in %.1fs", time.perf_counter() - t0)
+    logger.info("converted %s to GGUF + mmproj in %.1fs", vlm.name, time.perf_counter() - t0)
     return model, mmproj
 
 

@@ -7,8 +7,9 @@ On the 85 slices prep_ct.py would choose from its JPEG 2000 series (built there)
   never holds the GIL; about 0.5 or less: it holds it);
 - the 85 decodes serially, on a thread pool and on a process pool (fork), for pydicom's OpenJPEG
   plugin and for imagecodecs, wall and CPU seconds;
-- PNG encoding of the 85 windowed RGB slices at zlib levels 0, 1, 3 and 6 (Pillow): CPU seconds and
-  bytes, then level 1 serially and on threads.
+- PNG encoding of the 85 windowed RGB slices: Pillow at zlib levels 0, 1, 3 and 6 (its adaptive row
+  filter), libpng through imagecodecs at levels 1-3 with each single row filter; CPU seconds and
+  bytes, then the chosen setting (``aris.cli.prepare.write_png``) serially and on threads.
 
     python bench/decode_pool.py [--workers 2]
 """
@@ -20,6 +21,7 @@ import io
 import multiprocessing as mp
 import os
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -131,15 +133,36 @@ def main(argv: list[str] | None = None) -> int:
         size = encode(level)
         print(f"  PNG level {level}: cpu {time.process_time() - c0:5.2f} s, {size / 2**20:6.1f} MiB")
 
-    def save(im: Image.Image) -> None:
-        im.save(io.BytesIO(), format="PNG", compress_level=1)
+    import imagecodecs
 
-    for how, run in (
-        ("serial", lambda: [save(im) for im in images]),
-        ("threads", lambda: list(ThreadPoolExecutor(a.workers).map(save, images))),
-    ):
-        wall, cpu = timed(run)
-        print(f"  PNG level 1 {how:7} wall {wall:5.2f} s  cpu {cpu:5.2f} s")
+    from aris.cli.prepare import PNG_FILTER, PNG_LEVEL, write_png
+
+    arrays = [np.asarray(im) for im in images]
+    for level in (1, 2, 3):
+        for filt in ("NONE", "SUB", "UP", "AVG", "PAETH"):
+            c0 = time.process_time()
+            size = sum(
+                len(imagecodecs.png_encode(x, level=level, filter=getattr(imagecodecs.PNG.FILTER, filt)))
+                for x in arrays
+            )
+            print(
+                f"  libpng level {level} {filt:5}: cpu {time.process_time() - c0:5.2f} s, {size / 2**20:6.1f} MiB"
+            )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+
+        def save(i: int) -> None:
+            write_png(images[i], out / f"{i:04d}.png")
+
+        for how, run in (
+            ("serial", lambda: [save(i) for i in range(len(images))]),
+            ("threads", lambda: list(ThreadPoolExecutor(a.workers).map(save, range(len(images))))),
+        ):
+            wall, cpu = timed(run)
+            print(
+                f"  chosen (libpng level {PNG_LEVEL}, {PNG_FILTER.name}) {how:7} wall {wall:5.2f} s  cpu {cpu:5.2f} s"
+            )
     return 0
 
 

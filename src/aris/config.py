@@ -68,6 +68,12 @@ class ArisSettings(BaseSettings):
         default=600.0, gt=0, description="Seconds before an HTTP request to a server gives up."
     )
     max_retries: int = Field(default=3, ge=0, description="Retries on 429/5xx with exponential backoff.")
+    concurrency: int = Field(
+        default=64,
+        ge=1,
+        description="openai: requests in flight to the server at once (a batching server such as vLLM "
+        "runs them together; one that does not queues them).",
+    )
     max_new_tokens: int = Field(
         default=1024, ge=1, description="Longest reply (default: the task's own, e.g. 2048 for lab-extract)."
     )

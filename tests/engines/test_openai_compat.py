@@ -13,6 +13,7 @@ import base64
 import io
 import itertools
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,7 @@ from servers import (
 )
 from tokenizers import Tokenizer
 
+from aris.config import ArisSettings
 from aris.demo.tiny import chat_template, gemma3_tokenizer
 from aris.engines.openai_compat import OpenAIEngine
 from aris.errors import BudgetError, EngineError
@@ -100,10 +102,13 @@ def test_model_discovered_from_listing(engine: OpenAIEngine, server: str) -> Non
     assert caps.max_context == 131072
     assert caps.vision
     assert caps.json_schema
-    assert caps.concurrent_requests == 4
+    assert caps.concurrent_requests == 64  # a batching server only batches what it is sent
     with OpenAIEngine(server, api_key=KEY, max_context=2048, concurrency=2) as configured:
         assert configured.capabilities.max_context == 2048
         assert configured.capabilities.concurrent_requests == 2
+    settings = ArisSettings(engine="openai", base_url=server, api_key=KEY, concurrency=7)
+    with OpenAIEngine.from_settings(settings) as from_settings:  # --concurrency / ARIS_CONCURRENCY
+        assert from_settings.capabilities.concurrent_requests == 7
 
 
 def test_streamed_reply_equals_plain_reply(engine: OpenAIEngine, server: str) -> None:
@@ -380,16 +385,26 @@ def test_closing_the_stream_closes_the_response() -> None:
 
 
 def test_batch_runs_concurrently_in_order() -> None:
+    # No reply is sent until all four requests have arrived: an engine that sent them one at a time
+    # would break the barrier (its wait times out) and get errors instead of replies.
+    arrived = threading.Barrier(4, timeout=60)
+
     def respond(req: Recorded, i: int) -> Reply:
         body = req.json()
         assert isinstance(body, dict)
-        return Reply(200, SSE_HEADERS, sse_chat("re:", body["messages"][-1]["content"], delay=0.3))
+        try:
+            arrived.wait()
+        except threading.BrokenBarrierError:
+            return Reply(500, {"Content-Type": "application/json"}, b'{"error": {"message": "serial"}}')
+        return Reply(200, SSE_HEADERS, sse_chat("re:", body["messages"][-1]["content"]))
 
     prompts = [build_turns([Message.user(f"q{i}")]) for i in range(4)]
-    with stub_server(routes(chat=respond)) as stub, OpenAIEngine(f"{stub.url}/v1", "m", concurrency=4) as eng:
+    with (
+        stub_server(routes(chat=respond)) as stub,
+        OpenAIEngine(f"{stub.url}/v1", "m", concurrency=4, max_retries=0) as eng,
+    ):
         assert eng.generate_batch(prompts, GenerationParams()) == ["re:q0", "re:q1", "re:q2", "re:q3"]
-    arrivals = [r.at for r in stub.to("/chat/completions")]
-    assert max(arrivals) - min(arrivals) < 0.3  # all four were sent before the first reply ended
+    assert not arrived.broken
 
 
 def test_max_context_from_listing_and_budget() -> None:

@@ -80,7 +80,9 @@ class OpenAIEngine(Engine):
     max_context:
         Used when the server's model listing does not report its context length.
     concurrency:
-        Requests in flight at once (``generate_batch`` and the batch runner use it).
+        Requests in flight at once (``generate_batch`` and the server's slots use it). A batching
+        server (vLLM, SGLang) only batches what it is sent, so ``aris serve`` defaults to 64
+        (``--concurrency``); a server that runs one request at a time queues the rest.
     schema_mode:
         How JSON-schema output is requested; ``auto`` tries ``json_schema`` and falls back once
         to ``json_object`` + ``schema`` when the server rejects it, then keeps that choice.
@@ -105,6 +107,7 @@ class OpenAIEngine(Engine):
             api_key=settings.api_key.get_secret_value() if settings.api_key else None,
             timeout=settings.timeout,
             max_retries=settings.max_retries,
+            concurrency=settings.concurrency,
         )
 
     def identity(self) -> dict[str, Any]:
@@ -132,7 +135,7 @@ class OpenAIEngine(Engine):
         max_images: int = 128,
         max_context: int | None = None,
         image_format: str = "PNG",
-        concurrency: int = 4,
+        concurrency: int = 64,
         schema_mode: SchemaMode = "auto",
         vision: bool = True,
         backoff: float = 0.5,

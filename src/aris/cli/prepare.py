@@ -19,8 +19,6 @@ import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
-import imagecodecs
-import numpy as np
 import typer
 from PIL import Image
 from rich.markup import escape
@@ -32,6 +30,7 @@ from aris.cli.app import app, console, err_console
 from aris.errors import ArisError, InputError
 from aris.inputs import Failure, PreparedInput, estimate_tokens, kinds, read, read_many
 from aris.inputs.parallel import pmap
+from aris.inputs.png import write_png
 from aris.types import ImagePart, TextPart
 
 MANIFEST = "manifest.json"
@@ -39,13 +38,6 @@ SHEET = "contact_sheet.png"
 CONTEXT = "context.txt"
 _OURS = re.compile(r"^(\d{4}\.png|contact_sheet\.png|manifest\.json|context\.txt)$")
 _ITEM_DIR = re.compile(r"^\d{3}_")
-PNG_LEVEL = 1
-PNG_FILTER = imagecodecs.PNG.FILTER.SUB
-"""The PNGs' zlib level and row filter (lossless with any of them), chosen by measurement on 85 CT
-slices of 512x512 (bench/prep_ct.py): libpng at level 1 with the SUB filter writes them in 0.48 s for
-19.9 MB, where Pillow's level 1 (adaptive filter per row) takes 0.90 s for 20.0 MB; level 2 saves 6%
-of the bytes for 20% more time, level 3 12% for 2.8x; the other single filters are no smaller, and
-level 0 (stored) is 3.8x larger."""
 
 
 def _json_default(o: Any) -> Any:
@@ -65,16 +57,6 @@ def _dump(data: Any, path: Path) -> None:
     path.write_text(
         json.dumps(data, indent=2, default=_json_default, ensure_ascii=False) + "\n", encoding="utf-8"
     )
-
-
-def write_png(image: Image.Image | np.ndarray, path: Path) -> None:
-    """``image`` (a Pillow image, or an (H, W, 3) uint8 array) as an RGB PNG.
-
-    libpng releases the GIL, so several encode at once on threads.
-    """
-    if isinstance(image, Image.Image):
-        image = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
-    path.write_bytes(imagecodecs.png_encode(image, level=PNG_LEVEL, filter=PNG_FILTER))
 
 
 def write_prepared(
@@ -121,10 +103,8 @@ def write_prepared(
         write_png(*job)
         if task is not None and progress is not None:
             progress.advance(task)
-        if task is not None and progress is not None:
-            progress.advance(task)
 
-    # Pillow's zlib encoder releases the GIL, so the PNGs are written a thread per core; the sheet
+    # libpng releases the GIL, so the PNGs are written a thread per core; the sheet
     # goes first as the longest single job.
     todo: list[tuple[Image.Image, Path] | None] = [None] if prepared.images else []
     pmap(save, [*todo, *jobs])

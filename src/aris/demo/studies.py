@@ -222,14 +222,15 @@ def prepare_study(s: Study, source: Path) -> Prepared:
 
 def write_artefacts(p: Prepared, out: Path) -> list[Path]:
     """Write what the model sees as PNG/text files named after the study; returns them."""
-    from aris.inputs.sheet import contact_sheet
+    from aris.inputs.png import write_png
+    from aris.inputs.sheet import contact_sheet_array
 
     out.mkdir(parents=True, exist_ok=True)
     key, images = p.study.key, p.input.images
     written: list[Path] = []
 
     def save(img: Any, name: str) -> None:
-        img.convert("RGB").save(out / name, format="PNG", compress_level=3)
+        write_png(img, out / name)
         written.append(out / name)
 
     if p.study.kind == "cxr":
@@ -240,7 +241,9 @@ def write_artefacts(p: Prepared, out: Path) -> list[Path]:
         for i, img in enumerate(images, 1):
             save(img, f"{key}-page{i}.png")
     elif images:
-        save(contact_sheet(p.input), f"{key}-{'tiles' if p.study.kind == 'wsi' else 'contact-sheet'}.png")
+        save(
+            contact_sheet_array(p.input), f"{key}-{'tiles' if p.study.kind == 'wsi' else 'contact-sheet'}.png"
+        )
     text = p.input.text
     if text:
         name = f"{key}.txt"

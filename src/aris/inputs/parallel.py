@@ -1,7 +1,7 @@
 """Decode and encode on every core, in threads.
 
 The decoders Aris uses for volumes release the GIL while they work (OpenJPEG, libjpeg, CharLS and
-RLE through pylibjpeg/pyjpegls; numpy's file reads and table lookups; zlib in Pillow's PNG encoder),
+RLE through pylibjpeg/pyjpegls; numpy's file reads and table lookups; libpng through imagecodecs),
 so threads scale with cores without copying pixels between processes. Measured on the 340-slice
 512x512 JPEG 2000 series (bench/prep_ct.py): threads beat a process pool, which pays for pickling
 every decoded slice back and for starting its workers.

@@ -14,6 +14,7 @@ import io
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 from PIL import Image
 
 from aris.errors import PromptError
@@ -36,7 +37,13 @@ class Turn:
 
     @property
     def images(self) -> list[Image.Image]:
+        """Pillow copies of the turn's images, for engines and encoders that take Pillow images."""
         return [p.image for p in self.parts if isinstance(p, ImagePart)]
+
+    @property
+    def arrays(self) -> list[np.ndarray]:
+        """The turn's images as read-only (H, W, 3) uint8 arrays, without copying."""
+        return [p.pixels for p in self.parts if isinstance(p, ImagePart)]
 
 
 def build_turns(messages: list[Message], *, think: bool = False) -> list[Turn]:
@@ -133,12 +140,11 @@ def prompt_hash(turns: list[Turn]) -> str:
     """sha256 over the rendered template and the exact image pixels: the identity of a prompt."""
     h = hashlib.sha256(render(turns).encode())
     for turn in turns:
-        for img in turn.images:
-            rgb = img.convert("RGB")
-            h.update(f"{rgb.size}".encode())
-            h.update(rgb.tobytes())
+        for pixels in turn.arrays:  # hashed as the RGB image they hold: (width, height), then bytes
+            h.update(f"{(pixels.shape[1], pixels.shape[0])}".encode())
+            h.update(pixels.data)
     return h.hexdigest()
 
 
 def count_images(turns: list[Turn]) -> int:
-    return sum(len(t.images) for t in turns)
+    return sum(len(t.arrays) for t in turns)

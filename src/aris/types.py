@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 from PIL import Image
 
 Role = Literal["system", "user", "assistant"]
@@ -15,12 +16,48 @@ class TextPart:
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False, eq=False)
 class ImagePart:
-    """One RGB image as the model will see it (before the processor's resize)."""
+    """One RGB image as the model will see it (before the processor's resize).
 
-    image: Image.Image
-    label: str | None = None  # e.g. "SLICE 3"; kept for display, the prompt carries it as a TextPart
+    Held as a read-only (H, W, 3) uint8 array, not a Pillow image: Pillow keeps RGB at four bytes a
+    pixel, so 85 CT slices of 512x512 took 85 MiB as images against 64 MiB as arrays, and that was the
+    peak of reading a volume (bench/prep_ct.py). :attr:`image` gives a Pillow copy for code that needs
+    one; give it to an engine or encoder, do not keep it. Any Pillow mode is taken and converted to RGB,
+    as every engine did before sending it to the model.
+    """
+
+    pixels: np.ndarray
+    label: str | None  # e.g. "SLICE 3"; kept for display, the prompt carries it as a TextPart
+
+    def __init__(self, image: Image.Image | np.ndarray, label: str | None = None) -> None:
+        if isinstance(image, Image.Image):
+            image = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+        elif image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"an image part takes (H, W, 3) uint8 pixels, not {image.dtype} {image.shape}")
+        pixels = np.ascontiguousarray(image)
+        if pixels.flags.writeable:
+            pixels = pixels.view()
+            pixels.flags.writeable = False  # shared, never changed in place
+        object.__setattr__(self, "pixels", pixels)
+        object.__setattr__(self, "label", label)
+
+    @property
+    def image(self) -> Image.Image:
+        """A Pillow copy of the pixels (RGB)."""
+        return Image.fromarray(self.pixels, "RGB")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height), as Pillow gives it."""
+        return int(self.pixels.shape[1]), int(self.pixels.shape[0])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ImagePart):
+            return NotImplemented
+        return self.label == other.label and np.array_equal(self.pixels, other.pixels)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 Part = TextPart | ImagePart
@@ -45,6 +82,7 @@ class Message:
 
     @property
     def images(self) -> list[Image.Image]:
+        """Pillow copies of the message's images."""
         return [p.image for p in self.parts if isinstance(p, ImagePart)]
 
 

@@ -243,7 +243,7 @@ def _write_records(out: Path, prepared: list[Prepared], answers: list[Answer], s
                     "task": p.study.task,
                     "recipe": recipe_summary(p),
                     "sees": sees_summary(p),
-                    "images": len(p.input.images),
+                    "images": len(p.input.arrays),
                     "labels": p.input.labels,
                     "tokens": p.tokens,
                     "warnings": p.input.provenance.warnings,

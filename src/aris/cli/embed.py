@@ -116,7 +116,7 @@ def embed_cmd(
             progress.update(overall, description=f"embedding {escape(_short(display, 40))}")
             try:
                 prepared = read(item.path, kind=kind, **item.options)
-                part = progress.add_task("  images", total=len(prepared.images))
+                part = progress.add_task("  images", total=len(prepared.arrays))
 
                 def on_batch(n: int, _total: int, part: Any = part) -> None:
                     progress.update(part, completed=n)

@@ -19,8 +19,8 @@ import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
-from PIL import Image
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -73,30 +73,24 @@ def write_prepared(
     order: list[dict[str, str]] = []
     labels = prepared.labels
     task = (
-        progress.add_task("writing images", total=len(prepared.images))
-        if progress and prepared.images
+        progress.add_task("writing images", total=len(prepared.arrays))
+        if progress and prepared.arrays
         else None
     )
-    jobs: list[tuple[Image.Image, Path]] = []
+    jobs: list[tuple[np.ndarray, Path]] = []
     for part in prepared.parts:
         if isinstance(part, ImagePart):
             name = f"{len(images) + 1:04d}.png"
-            jobs.append((part.image, out / name))
-            images.append(
-                {
-                    "file": name,
-                    "label": labels[len(images)],
-                    "width": part.image.width,
-                    "height": part.image.height,
-                }
-            )
+            jobs.append((part.pixels, out / name))
+            width, height = part.size
+            images.append({"file": name, "label": labels[len(images)], "width": width, "height": height})
             order.append({"image": name})
         elif isinstance(part, TextPart):
             order.append(
                 {"text": part.text if len(part.text) <= 200 else f"<{len(part.text)} characters: {CONTEXT}>"}
             )
 
-    def save(job: tuple[Image.Image, Path] | None) -> None:
+    def save(job: tuple[np.ndarray, Path] | None) -> None:
         if job is None:  # the contact sheet, built and encoded alongside the slices
             write_png(contact_sheet_array(prepared), out / SHEET)
             return
@@ -106,7 +100,7 @@ def write_prepared(
 
     # libpng releases the GIL, so the PNGs are written a thread per core; the sheet
     # goes first as the longest single job.
-    todo: list[tuple[Image.Image, Path] | None] = [None] if prepared.images else []
+    todo: list[tuple[np.ndarray, Path] | None] = [None] if jobs else []
     pmap(save, [*todo, *jobs])
     if task is not None and progress is not None:
         progress.remove_task(task)
@@ -120,7 +114,7 @@ def write_prepared(
         "images": images,
         "labels": labels,
         "model_order": order,
-        "contact_sheet": SHEET if prepared.images else None,
+        "contact_sheet": SHEET if jobs else None,
         "context": CONTEXT if prepared.text else None,
         "padding": dataclasses.asdict(prepared.padding) if prepared.padding else None,
         "details": prepared.provenance.details,

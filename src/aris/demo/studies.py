@@ -226,7 +226,7 @@ def write_artefacts(p: Prepared, out: Path) -> list[Path]:
     from aris.inputs.sheet import contact_sheet_array
 
     out.mkdir(parents=True, exist_ok=True)
-    key, images = p.study.key, p.input.images
+    key, images = p.study.key, p.input.arrays
     written: list[Path] = []
 
     def save(img: Any, name: str) -> None:
@@ -236,7 +236,7 @@ def write_artefacts(p: Prepared, out: Path) -> list[Path]:
     if p.study.kind == "cxr":
         save(images[0], f"{key}.png")
         if p.extra is not None:
-            save(p.extra.images[0], f"{key}-square.png")
+            save(p.extra.arrays[0], f"{key}-square.png")
     elif p.study.kind == "pdf":
         for i, img in enumerate(images, 1):
             save(img, f"{key}-page{i}.png")
@@ -272,7 +272,7 @@ def recipe_summary(p: Prepared) -> str:
         pad = p.extra.padding if p.extra is not None else None
         return text + (f"; padded to {pad.size}² to localize" if pad is not None else "")
     if kind == "ct":
-        n, used = d.get("n_slices"), len(p.input.images)
+        n, used = d.get("n_slices"), len(p.input.arrays)
         windows = d.get("windows_hu") or {}
         wtxt = " ".join(f"{c}[{v[0]},{v[1]}]" for c, v in windows.items())
         picked = f"{used} of {n} slices" if n else f"{used} slices"
@@ -299,11 +299,11 @@ def recipe_summary(p: Prepared) -> str:
 
 def sees_summary(p: Prepared) -> str:
     """What reaches the model: images and their sizes, text."""
-    images = p.input.images
+    images = p.input.arrays
     parts = []
     if images:
-        sizes = {im.size for im in images}
-        size = "×".join(map(str, images[0].size)) if len(sizes) == 1 else "various sizes"
+        sizes = {(a.shape[1], a.shape[0]) for a in images}
+        size = "×".join(map(str, next(iter(sizes)))) if len(sizes) == 1 else "various sizes"
         noun = {"ct": "slice", "wsi": "tile", "pdf": "page"}.get(p.study.kind, "image")
         parts.append(f"{len(images)} {noun}{'s' if len(images) != 1 else ''} {size}")
     if p.input.text:

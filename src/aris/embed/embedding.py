@@ -40,9 +40,9 @@ class InputEmbedding:
 def pixel_digest(prepared: PreparedInput) -> str:
     """sha256 of exactly what the model sees: each image's mode, size and pixels, in order."""
     h = hashlib.sha256(b"aris-pixels-v1\0")
-    for image in prepared.images:
-        h.update(f"{image.mode}:{image.size[0]}x{image.size[1]}\0".encode())
-        h.update(image.tobytes())
+    for pixels in prepared.arrays:  # RGB: the digest an RGB Pillow image of these pixels had
+        h.update(f"RGB:{pixels.shape[1]}x{pixels.shape[0]}\0".encode())
+        h.update(pixels.data)
     return h.hexdigest()
 
 
@@ -66,8 +66,8 @@ def embed_prepared(
     on_batch: OnBatch | None = None,
 ) -> InputEmbedding:
     """Embed one prepared input, or take its embeddings from ``store`` when this model saw these pixels."""
-    images = prepared.images
-    if not images:
+    n_images = len(prepared.arrays)
+    if not n_images:
         src = prepared.provenance.sources[0] if prepared.provenance.sources else None
         raise InputError(src, f"a {prepared.kind} input has no images to embed")
     digest = pixel_digest(prepared)
@@ -78,9 +78,9 @@ def embed_prepared(
         if hit is not None:
             logger.info("embedding %s: from the store (%d parts)", digest[:12], len(hit.labels))
             if on_batch is not None:
-                on_batch(len(images), len(images))
+                on_batch(n_images, n_images)
             return InputEmbedding(hit.pooled, hit.parts, hit.labels, hit.kind, digest, True, hit.provenance)
-    parts = embedder.embed_images(images, on_batch=on_batch)
+    parts = embedder.embed_images(prepared.images, on_batch=on_batch)
     pooled = pool(parts)
     labels = prepared.labels
     prov = _provenance(prepared)
@@ -95,5 +95,5 @@ def embed_prepared(
             labels=labels,
             provenance=prov,
         )
-    logger.info("embedding %s: %d parts embedded", digest[:12], len(images))
+    logger.info("embedding %s: %d parts embedded", digest[:12], n_images)
     return InputEmbedding(pooled, parts, labels, prepared.kind, digest, False, prov)

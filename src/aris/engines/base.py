@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 from PIL import Image
 
 from aris.errors import BudgetError
@@ -35,13 +36,18 @@ class Capabilities:
     concurrent_requests: int = 1
 
 
-def images_digest(images: Iterable[Image.Image]) -> str:
+def images_digest(images: Iterable[Image.Image | np.ndarray]) -> str:
     """sha256 over images (size, mode, pixels), in order: what a cached prompt prefix must match besides
-    its token ids, since every image soft token has the same id."""
+    its token ids, since every image soft token has the same id. An (H, W, 3) uint8 array digests as
+    the RGB image it holds, without a copy."""
     h = hashlib.sha256()
     for img in images:
-        h.update(f"{img.size}{img.mode}".encode())
-        h.update(img.tobytes())
+        if isinstance(img, np.ndarray):
+            h.update(f"{(img.shape[1], img.shape[0])}RGB".encode())
+            h.update(np.ascontiguousarray(img).data)
+        else:
+            h.update(f"{img.size}{img.mode}".encode())
+            h.update(img.tobytes())
     return h.hexdigest()
 
 

@@ -374,11 +374,7 @@ class TransformersEngine(Engine):
         the processor expands each ``<start_of_image>`` into the image's soft tokens, in order.
         """
         texts = [render(turns) for turns in prompts]
-        # Converted only when needed: a copy of a radiograph-sized image costs milliseconds per call.
-        images = [
-            [img if img.mode == "RGB" else img.convert("RGB") for turn in turns for img in turn.images]
-            for turns in prompts
-        ]
+        images = [[img for turn in turns for img in turn.images] for turns in prompts]
         n_images = sum(len(i) for i in images)
         if self.processor is None:
             if n_images:
@@ -474,7 +470,7 @@ class TransformersEngine(Engine):
         """
         import torch
 
-        images = [img for turn in turns for img in turn.images]
+        images = [a for turn in turns for a in turn.arrays]
         if not (self.prefix_cache and images and self.processor is not None):
             return dict(self.encode([turns]))
         p = self.processor

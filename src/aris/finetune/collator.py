@@ -64,7 +64,7 @@ class Collator:
     def __call__(self, rows: list[Any]) -> Any:
         pairs = [self.to_turns(r) for r in rows]
         texts = [training_text(turns, answer) for turns, answer in pairs]
-        images = [[img.convert("RGB") for t in turns for img in t.images] for turns, _ in pairs]
+        images = [[img for t in turns for img in t.images] for turns, _ in pairs]
         n_images = sum(len(i) for i in images)
         self.tokenizer.padding_side = "right"
         if not self.vision:

@@ -186,7 +186,7 @@ class RlData:
             kind = self.config.kind
         inputs = prepare_inputs(self.task, list(paths), kind=kind, read_options=self.config.input_options)
         if self.task.name == "lab-extract" and options.get("prompts", "app") == "app":
-            pages = sum(len(i.images) or 1 for i in inputs)
+            pages = sum(len(i.arrays) or 1 for i in inputs)
             if pages > 1:
                 raise InputError(
                     paths[0] if paths else self.config.dataset,
@@ -227,7 +227,7 @@ def trl_prompt(turns: list[Turn]) -> tuple[list[dict[str, Any]], list[Image.Imag
         for part in turn.parts:
             if isinstance(part, ImagePart):
                 content.append({"type": "image"})
-                images.append(part.image if part.image.mode == "RGB" else part.image.convert("RGB"))
+                images.append(part.image)
             else:
                 content.append({"type": "text", "text": part.text})
         messages.append({"role": "assistant" if turn.role == "model" else "user", "content": content})
@@ -287,9 +287,7 @@ def aris_processing(processing_class: Any, pixel_dtype: Any = None) -> Any:
                     raise ConfigError("GRPO prompts end with the user's turn; the model's reply is sampled")
                 turns = turns_from_trl(conv)
                 texts.append(render(turns))
-                images.append(
-                    [img if img.mode == "RGB" else img.convert("RGB") for t in turns for img in t.images]
-                )
+                images.append([img for t in turns for img in t.images])
             if not tokenize:
                 return texts if batched else texts[0]
             kw: dict[str, Any] = {"padding": padding, "return_tensors": return_tensors}

@@ -35,7 +35,7 @@ from typing import Any
 from aris.errors import ArisError, ConfigError, InputError
 from aris.inputs.base import Kind, Padding, PreparedInput
 from aris.registry import Registry, load_target
-from aris.types import ImagePart, TextPart
+from aris.types import TextPart
 
 logger = logging.getLogger(__name__)
 
@@ -208,9 +208,6 @@ def _read_source(url: str, kind: str, options: dict[str, Any]) -> PreparedInput:
     with tempfile.TemporaryDirectory(prefix="aris-src-") as tmp:
         local = source.fetch(url, Path(tmp))
         prepared = read(local, kind, **options)
-        for p in prepared.parts:
-            if isinstance(p, ImagePart):
-                p.image.load()
     prepared.provenance.sources = [source.public(url) if hasattr(source, "public") else url]
     return prepared
 
@@ -409,9 +406,6 @@ def _read_zip(path: Path, kind: str, options: dict[str, Any]) -> PreparedInput:
             prepared = read(root, kind, **options)
         except InputError as e:  # name the zip the user gave, not our temporary folder
             raise type(e)(path, e.problem) from e
-        for p in prepared.parts:
-            if isinstance(p, ImagePart):
-                p.image.load()
     prepared.provenance.sources = [str(path)]
     return prepared
 
@@ -474,7 +468,7 @@ def estimate_tokens(prepared: PreparedInput, image_tokens: int = IMAGE_TOKENS) -
     counted twice). ``total`` = images x (256 + 4 marker tokens) + labels + context, the number to
     hold against an engine's context length.
     """
-    n_images = len(prepared.images)
+    n_images = len(prepared.arrays)
     labels = sum(text_tokens(p.text) for p in prepared.parts if isinstance(p, TextPart))
     in_parts = any(isinstance(p, TextPart) and p.text == prepared.text for p in prepared.parts)
     context = 0 if in_parts or not prepared.text else text_tokens(prepared.text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from aris.types import ImagePart, Part, Provenance, TextPart
@@ -42,7 +43,13 @@ class PreparedInput:
 
     @property
     def images(self) -> list[Image.Image]:
+        """Pillow copies of the images, in model order (see :attr:`arrays` to look without copying)."""
         return [p.image for p in self.parts if isinstance(p, ImagePart)]
+
+    @property
+    def arrays(self) -> list[np.ndarray]:
+        """The images' (H, W, 3) uint8 pixels, read-only, in model order."""
+        return [p.pixels for p in self.parts if isinstance(p, ImagePart)]
 
     @property
     def labels(self) -> list[str]:

@@ -20,8 +20,13 @@ PNG_LEVEL = 1
 PNG_FILTER = imagecodecs.PNG.FILTER.SUB
 
 
-def write_png(image: Image.Image | np.ndarray, path: Path) -> None:
-    """``image`` (a Pillow image, or an (H, W, 3) uint8 array) as an RGB PNG at ``path``."""
+def png_bytes(image: Image.Image | np.ndarray) -> bytes:
+    """``image`` (a Pillow image, or an (H, W, 3) uint8 array) as the bytes of an RGB PNG."""
     if isinstance(image, Image.Image):
         image = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
-    path.write_bytes(imagecodecs.png_encode(image, level=PNG_LEVEL, filter=PNG_FILTER))
+    return bytes(imagecodecs.png_encode(image, level=PNG_LEVEL, filter=PNG_FILTER))
+
+
+def write_png(image: Image.Image | np.ndarray, path: Path) -> None:
+    """``image`` as an RGB PNG at ``path`` (see :func:`png_bytes`)."""
+    path.write_bytes(png_bytes(image))

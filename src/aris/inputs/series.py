@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut
 
@@ -621,7 +620,7 @@ def _render(
         "skipped_files": len(skipped),
         "skipped": [{"file": name, "reason": why} for name, why in skipped],
     }
-    rgb: Sequence[Image.Image] | np.ndarray
+    rgb: list[np.ndarray]
     if kind == "ct":
         rgb = _ct_slices(chosen, label)
         details["windows_hu"] = {"R": list(CT_WINDOWS[0]), "G": list(CT_WINDOWS[1]), "B": list(CT_WINDOWS[2])}
@@ -657,44 +656,45 @@ def _render(
     )
 
 
-def _ct_slices(chosen: list[SliceRef], label: Path) -> list[Image.Image]:
+def _ct_slices(chosen: list[SliceRef], label: Path) -> list[np.ndarray]:
     """Decode only the chosen slices and window them by table lookup, a thread per core.
 
     A slice's 16-bit stored values can take only 65,536 values, so the three windows are computed
     once per distinct rescale for all of them (the same arithmetic, element for element) and each
-    pixel becomes one lookup. The table holds RGBX words, which Pillow unpacks to RGB in C.
-    Decoders and the lookup release the GIL (aris.inputs.parallel), so slices decode side by side.
+    pixel becomes one lookup of its RGB triple. Decoders and the lookup release the GIL
+    (aris.inputs.parallel), so slices decode side by side.
+
+    The slices are written into one block allocated up front (the volume keeps all of them anyway):
+    a block per slice, allocated between the decoders' short-lived buffers, left the heap
+    fragmented, about 9 MiB at the peak of a 340-slice read (bench/prep_ct.py).
     """
     luts: dict[tuple[Any, ...], np.ndarray] = {}
     lock = threading.Lock()
-    scratch = threading.local()
+    # _make_volume kept one slice size, so every chosen slice fits the block
+    stack = np.empty((len(chosen), chosen[0].rows, chosen[0].columns, 3), dtype=np.uint8)
 
-    def one(ref: SliceRef) -> Image.Image:
+    def one(item: tuple[int, SliceRef]) -> np.ndarray:
+        i, ref = item
         stored, rds, modality_lut = _stored(ref)
+        if stored.shape != stack.shape[1:3]:
+            raise CorruptFileError(ref.path, f"pixel data of shape {stored.shape}, not {stack.shape[1:3]}")
         domain = _domain(stored)
         if domain is None or modality_lut:
-            return Image.fromarray(window_ct(apply_modality_lut(stored, rds)), "RGB")
+            stack[i] = window_ct(apply_modality_lut(stored, rds))
+            return stack[i]
         key = (stored.dtype.str, str(rds.get("RescaleSlope")), str(rds.get("RescaleIntercept")))
         with lock:
             lut = luts.get(key)
             if lut is None:
-                rgbx = np.zeros((domain.size, 4), dtype=np.uint8)
-                rgbx[:, :3] = ct_lut(apply_modality_lut(domain, rds))
-                lut = luts[key] = rgbx.view("<u4").ravel()
+                lut = luts[key] = ct_lut(apply_modality_lut(domain, rds))
         # Index by the bit pattern: the table was built in that order.
         index: np.ndarray[Any, np.dtype[np.unsignedinteger[Any]]] = stored.view(
             np.uint16 if stored.itemsize == 2 else np.uint8
         )
-        # Each thread reuses one RGBX buffer: Pillow copies it into the image, and a fresh megabyte
-        # per slice would only grow the threads' malloc arenas (peak memory, bench/prep_ct.py).
-        packed = getattr(scratch, "packed", None)
-        if packed is None or packed.shape != index.shape:
-            packed = scratch.packed = np.empty(index.shape, dtype=lut.dtype)
-        np.take(lut, index, out=packed)
-        return Image.frombytes("RGB", (stored.shape[1], stored.shape[0]), packed, "raw", "RGBX")
+        return np.take(lut, index, axis=0, out=stack[i])
 
     _load_shared_pixels(chosen)
-    return pmap(one, chosen)
+    return pmap(one, list(enumerate(chosen)))
 
 
 def _stored(ref: SliceRef) -> tuple[np.ndarray, Dataset, bool]:
@@ -736,7 +736,7 @@ def _domain(stored: np.ndarray) -> np.ndarray | None:
 
 def _mri_slices(
     refs: list[SliceRef], indices: list[int], label: Path
-) -> tuple[list[Image.Image], tuple[float, float]]:
+) -> tuple[list[np.ndarray], tuple[float, float]]:
     """Min-max over the WHOLE volume (every slice decoded, a thread per core), then the chosen slices
     scaled one by one, so the whole volume is never held as floats at once."""
     keep = set(indices)
@@ -754,11 +754,10 @@ def _mri_slices(
     kept = [results[i][2] for i in indices]
     del results
 
-    def grey(j: int) -> Image.Image:
+    def grey(j: int) -> np.ndarray:
         v, kept[j] = kept[j], None  # each slice's values go as soon as its image exists
         assert v is not None
-        rgb, _ = minmax_grey(v, (lo, hi))
-        return Image.fromarray(rgb, "RGB")
+        return minmax_grey(v, (lo, hi))[0]
 
     return pmap(grey, range(len(kept))), (lo, hi)
 

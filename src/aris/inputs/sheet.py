@@ -22,7 +22,7 @@ TEXT = (235, 235, 235)
 
 
 def contact_sheet(
-    source: PreparedInput | Sequence[Image.Image],
+    source: PreparedInput | Sequence[Image.Image | np.ndarray],
     labels: Sequence[str] | None = None,
     *,
     cell: int = CELL,
@@ -37,7 +37,7 @@ def contact_sheet(
 
 
 def contact_sheet_array(
-    source: PreparedInput | Sequence[Image.Image],
+    source: PreparedInput | Sequence[Image.Image | np.ndarray],
     labels: Sequence[str] | None = None,
     *,
     cell: int = CELL,
@@ -49,8 +49,9 @@ def contact_sheet_array(
     bytes a pixel and handing it to an encoder copies it again: for 85 CT slices that was 45 MB more
     at the peak of ``aris prepare`` than this 20 MB array.
     """
+    images: list[Image.Image | np.ndarray]
     if isinstance(source, PreparedInput):
-        images, labels = source.images, labels if labels is not None else source.labels
+        images, labels = list(source.arrays), labels if labels is not None else source.labels
     else:
         images = list(source)
     labels = list(labels) if labels is not None else [f"IMAGE {i}" for i in range(1, len(images) + 1)]
@@ -73,9 +74,10 @@ def contact_sheet_array(
         y = GAP + r * (cell + LABEL_H + GAP)
         # fit the cell both ways: small slices (16x16 test series, 33x41 NIfTI) are enlarged with
         # nearest-neighbour so their pixels stay honest; large images are shrunk smoothly
-        small = max(img.size) < cell
-        resample = Image.Resampling.NEAREST if small else Image.Resampling.BILINEAR
-        thumb = np.asarray(ImageOps.contain(img.convert("RGB"), (cell, cell), method=resample))
+        # one Pillow copy at a time: the sheet is drawn from the arrays the input holds
+        pic = Image.fromarray(img, "RGB") if isinstance(img, np.ndarray) else img.convert("RGB")
+        resample = Image.Resampling.NEAREST if max(pic.size) < cell else Image.Resampling.BILINEAR
+        thumb = np.asarray(ImageOps.contain(pic, (cell, cell), method=resample))
         tx, ty = x + (cell - thumb.shape[1]) // 2, y + (cell - thumb.shape[0]) // 2
         sheet[ty : ty + thumb.shape[0], tx : tx + thumb.shape[1]] = thumb
         draw.rectangle((0, 0, cell, LABEL_H), fill=BACKGROUND)

@@ -105,8 +105,7 @@ def slice_parts(slices: Sequence[np.ndarray | Image.Image] | np.ndarray) -> list
     parts: list[Part] = []
     for i, rgb in enumerate(slices, start=1):
         label = f"SLICE {i}"
-        image = rgb if isinstance(rgb, Image.Image) else Image.fromarray(np.ascontiguousarray(rgb), "RGB")
-        parts.append(ImagePart(image, label=label))
+        parts.append(ImagePart(rgb, label=label))
         parts.append(TextPart(label))
     return parts
 

@@ -6,7 +6,6 @@ only. Files are named by URL; no response carries a server path.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from collections.abc import AsyncIterator
@@ -16,6 +15,7 @@ from fastapi import APIRouter, File, Query, Request, UploadFile
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from aris.inputs.png import png_bytes
 from aris.server.errors import APIError
 from aris.server.guard import principal_of
 from aris.server.jobs import JobManager
@@ -126,7 +126,7 @@ async def prepare(upload_id: str, body: PrepareRequest, request: Request) -> dic
         "warnings": prov.warnings,
         "details": json.loads(json.dumps(prov.details, default=str)),
         "text": (prepared.text or "")[:20000],
-        "image_tokens": len(prepared.images) * engine.capabilities.image_tokens,
+        "image_tokens": len(prepared.arrays) * engine.capabilities.image_tokens,
     }
 
 
@@ -136,11 +136,10 @@ async def upload_image(upload_id: str, name: str, request: Request, kind: InputK
         raise APIError(404, "no such image", code="not_found")
     prepared = await manager(request).prepare(upload_id, principal_of(request.scope), kind)
     index = int(name[:4]) - 1
-    if not 0 <= index < len(prepared.images):
+    arrays = prepared.arrays
+    if not 0 <= index < len(arrays):
         raise APIError(404, "no such image", code="not_found")
-    buf = io.BytesIO()
-    prepared.images[index].save(buf, format="PNG")
-    return Response(buf.getvalue(), media_type="image/png")
+    return Response(png_bytes(arrays[index]), media_type="image/png")
 
 
 @router.post("/v1/jobs", status_code=202)

@@ -34,6 +34,7 @@ from pydantic import ValidationError
 
 from aris.errors import ArisError
 from aris.inputs.base import PreparedInput
+from aris.inputs.png import write_png
 from aris.server.auth import Principal
 from aris.server.errors import APIError, field_path
 from aris.server.limits import KeyLimiter
@@ -628,6 +629,6 @@ def _relative_source(source: str, tmp: str) -> str:
 def _save_images(inputs: list[PreparedInput], folder: Path) -> None:
     n = 0
     for prepared in inputs:
-        for img in prepared.images:
+        for pixels in prepared.arrays:
             n += 1
-            img.save(folder / f"{n:04d}.png")
+            write_png(pixels, folder / f"{n:04d}.png")

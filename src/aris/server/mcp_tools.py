@@ -114,9 +114,9 @@ def build_mcp(
         prepared = read(_check_path(path, roots, max_bytes), kind=kind)
         return {
             "kind": prepared.kind,
-            "images": len(prepared.images),
+            "images": len(prepared.arrays),
             "labels": prepared.labels,
-            "image_tokens": len(prepared.images) * runner.engine.capabilities.image_tokens,
+            "image_tokens": len(prepared.arrays) * runner.engine.capabilities.image_tokens,
             "warnings": prepared.provenance.warnings,
             "details": json.loads(json.dumps(prepared.provenance.details, default=str)),
         }

@@ -141,7 +141,7 @@ async def upload_view(
             {"url": f"/v1/uploads/{upload_id}/images/{i + 1:04d}.png?kind={kind}", "label": label}
             for i, label in enumerate(prepared.labels)
         ],
-        "image_tokens": len(prepared.images) * engine.capabilities.image_tokens,
+        "image_tokens": len(prepared.arrays) * engine.capabilities.image_tokens,
         "warnings": list(prepared.provenance.warnings),
         "details": _jsonable(prepared.provenance.details),
         "text": (prepared.text or "")[:20000],

@@ -210,7 +210,7 @@ class LabExtract(Task):
     def source(self, engine: Engine | None, inputs: list[PreparedInput], o: Any) -> str:
         if o.source != "auto":
             return str(o.source)
-        has_images = any(i.images for i in inputs)
+        has_images = any(i.arrays for i in inputs)
         if has_images and (engine is None or engine.capabilities.vision):
             return "image"
         return "text"

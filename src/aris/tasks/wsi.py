@@ -68,7 +68,7 @@ class WsiDescribe(Task):
         text = answer_only(text)
         if not text:
             raise ParseError("empty reply")
-        return WsiOut(description=text, organ=o.organ, procedure=o.procedure, patches=len(inputs[0].images))
+        return WsiOut(description=text, organ=o.organ, procedure=o.procedure, patches=len(inputs[0].arrays))
 
     def repair_prompt(self, errors: list[str], inputs: list[PreparedInput], options: Any) -> str:
         return "Your reply was empty. " + self.prompt(None, self.opts(options))

@@ -8,8 +8,10 @@ On the 85 slices prep_ct.py would choose from its JPEG 2000 series (built there)
 - the 85 decodes serially, on a thread pool and on a process pool (fork), for pydicom's OpenJPEG
   plugin and for imagecodecs, wall and CPU seconds;
 - PNG encoding of the 85 windowed RGB slices: Pillow at zlib levels 0, 1, 3 and 6 (its adaptive row
-  filter), libpng through imagecodecs at levels 1-3 with each single row filter; CPU seconds and
-  bytes, then the chosen setting (``aris.inputs.png.write_png``) serially and on threads.
+  filter); libpng through imagecodecs at levels 1-2 with each single row filter and zlib strategy, on
+  those slices and on real pixels from the test data (CT frames, MRI slices, a contact sheet), since
+  the synthetic series compresses unlike real images; CPU seconds and bytes, then the chosen setting
+  (``aris.inputs.png.write_png``) serially and on threads.
 
     python bench/decode_pool.py [--workers 2]
 """
@@ -135,19 +137,29 @@ def main(argv: list[str] | None = None) -> int:
 
     import imagecodecs
 
-    from aris.inputs.png import PNG_FILTER, PNG_LEVEL, write_png
+    from aris.inputs.png import PNG_FILTER, PNG_LEVEL, PNG_STRATEGY, write_png
 
-    arrays = [np.asarray(im) for im in images]
-    for level in (1, 2, 3):
+    sets = {"bench CT (85)": [np.asarray(im) for im in images], **real_images(rgb)}
+    for level in (1, 2):
         for filt in ("NONE", "SUB", "UP", "AVG", "PAETH"):
-            c0 = time.process_time()
-            size = sum(
-                len(imagecodecs.png_encode(x, level=level, filter=getattr(imagecodecs.PNG.FILTER, filt)))
-                for x in arrays
-            )
-            print(
-                f"  libpng level {level} {filt:5}: cpu {time.process_time() - c0:5.2f} s, {size / 2**20:6.1f} MiB"
-            )
+            for strategy in ("DEFAULT", "RLE", "HUFFMAN_ONLY"):
+                cells = []
+                for arrays in sets.values():
+                    c0 = time.process_time()
+                    size = sum(
+                        len(
+                            imagecodecs.png_encode(
+                                x,
+                                level=level,
+                                filter=getattr(imagecodecs.PNG.FILTER, filt),
+                                strategy=getattr(imagecodecs.PNG.STRATEGY, strategy),
+                            )
+                        )
+                        for x in arrays
+                    )
+                    cells.append(f"{(time.process_time() - c0) * 1000:6.0f} ms {size / 2**20:6.2f} MiB")
+                print(f"  libpng level {level} {filt:5} {strategy:12}: " + " | ".join(cells))
+    print("  (columns: " + " | ".join(sets) + ")")
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
@@ -161,9 +173,23 @@ def main(argv: list[str] | None = None) -> int:
         ):
             wall, cpu = timed(run)
             print(
-                f"  chosen (libpng level {PNG_LEVEL}, {PNG_FILTER.name}) {how:7} wall {wall:5.2f} s  cpu {cpu:5.2f} s"
+                f"  chosen (libpng level {PNG_LEVEL}, {PNG_FILTER.name}, {PNG_STRATEGY.name}) {how:7} wall {wall:5.2f} s  cpu {cpu:5.2f} s"
             )
     return 0
+
+
+def real_images(bench_rgb: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+    """Real pixels from the repository's test data, beside the synthetic series: the two 512x512
+    frames of an enhanced CT (windowed, ten times each), 20 slices of a T1 brain MRI, and the contact
+    sheet of the bench series (large flat margins)."""
+    from aris.inputs import read
+    from aris.inputs.sheet import compose, thumbnail
+
+    data = REPO / "tests" / "data"
+    ct = read(data / "dicom" / "ct" / "eCT_Supplemental.dcm", kind="ct").arrays * 10
+    mri = read(data / "nifti" / "mricron_ch2_colin27_t1.nii.gz", kind="mri").arrays[20:40]
+    sheet = compose([thumbnail(x) for x in bench_rgb], [f"SLICE {i}" for i in range(1, len(bench_rgb) + 1)])
+    return {"real CT (20)": ct, "real MRI (20)": mri, "sheet (1)": [sheet]}
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import jinja2
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -111,3 +112,37 @@ def test_prompt_hash_sees_pixels() -> None:
     b = build_turns([Message.user(ImagePart(Image.new("RGB", (8, 8), (10, 20, 31))), "x")])
     assert prompt_hash(a) != prompt_hash(b)
     assert prompt_hash(a) == prompt_hash(build_turns([Message.user(ImagePart(IMG.copy()), "x")]))
+
+
+def test_image_part_holds_read_only_rgb_pixels() -> None:
+    grey = Image.fromarray(np.arange(12, dtype=np.uint8).reshape(3, 4) * 20, "L")
+    part = ImagePart(grey, label="SLICE 1")
+    assert part.pixels.shape == (3, 4, 3)
+    assert part.size == (4, 3)
+    np.testing.assert_array_equal(part.pixels, np.asarray(grey.convert("RGB")))
+    with pytest.raises(ValueError, match="read-only"):
+        part.pixels[0, 0, 0] = 1
+    image = part.image  # a copy: changing it leaves the part as it was
+    image.putpixel((0, 0), (255, 255, 255))
+    assert part.pixels[0, 0].tolist() == [0, 0, 0]
+    assert ImagePart(part.pixels.copy(), label="SLICE 1") == part
+    assert ImagePart(part.pixels.copy(), label="SLICE 2") != part
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
+        ImagePart(np.zeros((3, 4), np.uint8))
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
+        ImagePart(np.zeros((3, 4, 3), np.float32))
+
+
+def test_prompt_key_did_not_change_when_images_became_arrays() -> None:
+    """Result-store keys: the digest of this prompt as computed when parts held Pillow images (e0366b0)."""
+    rgb = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    grey = Image.fromarray(np.arange(12, dtype=np.uint8).reshape(3, 4) * 20, "L")
+    msgs = [
+        Message.system("s"),
+        Message.user(ImagePart(Image.fromarray(rgb, "RGB")), "SLICE 1", ImagePart(grey), "q"),
+    ]
+    assert (
+        prompt_hash(build_turns(msgs)) == "9f448495f5ce8fedec9d747d5b610d1e740b0e05be4d9bdd8bc82ba04a6464f4"
+    )
+    same = [Message.system("s"), Message.user(ImagePart(rgb), "SLICE 1", ImagePart(grey.convert("RGB")), "q")]
+    assert prompt_hash(build_turns(same)) == prompt_hash(build_turns(msgs))

@@ -13,8 +13,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from aris.cli import app
+from aris.cli.prepare import write_prepared
 from aris.inputs import estimate_tokens, read
-from aris.inputs.sheet import CELL, GAP, LABEL_H
+from aris.inputs.sheet import CELL, GAP, LABEL_H, contact_sheet_array
 
 runner = CliRunner()
 
@@ -38,8 +39,9 @@ def check_written(out: Path, prepared: Any) -> dict[str, Any]:
     assert manifest["tokens"] == estimate_tokens(prepared)
     assert manifest["warnings"] == prepared.provenance.warnings
     assert len([o for o in manifest["model_order"] if "image" in o]) == len(pngs)
-    if prepared.images:
-        assert (out / "contact_sheet.png").is_file()
+    if prepared.arrays:
+        with Image.open(out / "contact_sheet.png") as sheet:
+            np.testing.assert_array_equal(np.asarray(sheet), contact_sheet_array(prepared))
     return manifest
 
 
@@ -195,3 +197,15 @@ def test_series_manifest_lists_every_skipped_file(samples, tmp_path: Path) -> No
     details = json.loads((tmp_path / "out" / "manifest.json").read_text())["details"]
     assert [s["file"] for s in details["skipped"]] == [f"z{i:02d}.txt" for i in range(12)]
     assert all(s["reason"] for s in details["skipped"])
+
+
+def test_writing_lets_each_image_go_and_keeps_the_text(samples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """write_prepared consumes the images (a volume is not held as slices and a sheet at once)."""
+    src = samples("dicom/ct_series/head_ct2_4slices")
+    prepared = read(src, "ct")
+    texts = [p for p in prepared.parts if not hasattr(p, "pixels")]
+    manifest = write_prepared(prepared, tmp_path / "out", src)
+    assert prepared.arrays == []
+    assert prepared.parts == texts
+    assert manifest["tokens"] == estimate_tokens(read(src, "ct"))
+    check_written(tmp_path / "out", read(src, "ct"))

@@ -61,8 +61,15 @@ def test_enhanced_j2k_frames_decode_one_by_one(samples: Any) -> None:
     path = samples("dicom/compressed/emri_small_jpeg_2k_lossless.dcm")
     ds = dicom.read_header(path)
     whole = _pydicom_frames(path)
+    assert dicom.j2k_frames_from_file(ds)
     for i in range(whole.shape[0]):
         assert np.array_equal(dicom.decode(ds, path, i), whole[i])
+    # each frame's fragments were read from the file: the whole pixel data never was
+    assert ds.get_item("PixelData", keep_deferred=True).value is None
+    loaded = pydicom.dcmread(path)
+    assert not dicom.j2k_frames_from_file(loaded)
+    for i in range(whole.shape[0]):
+        assert np.array_equal(dicom.decode(loaded, path, i), whole[i])
 
 
 def test_pmap_keeps_order_and_raises_the_first_error(monkeypatch: pytest.MonkeyPatch) -> None:

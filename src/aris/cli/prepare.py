@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import warnings
 from pathlib import Path
@@ -29,7 +30,7 @@ from aris import __version__
 from aris.cli.app import app, console, err_console
 from aris.errors import ArisError, InputError
 from aris.inputs import Failure, PreparedInput, estimate_tokens, kinds, read, read_many
-from aris.inputs.parallel import pmap
+from aris.inputs.parallel import pmap, workers
 from aris.inputs.png import write_png
 from aris.types import ImagePart, TextPart
 
@@ -64,24 +65,23 @@ def write_prepared(
 ) -> dict[str, Any]:
     """Write one prepared input's PNGs, contact sheet, context and manifest into ``out``.
 
-    Returns the manifest written.
+    Consumes the images: each leaves ``prepared`` once its PNG and thumbnail are made (its ``parts``
+    keep only the text), so a volume is never held twice, as slices and as a contact sheet; the
+    sheet is composed from the thumbnails after the last slice went. Returns the manifest written,
+    which says what the images were.
     """
-    from aris.inputs.sheet import contact_sheet_array
+    from aris.inputs.sheet import compose, thumbnail
 
     out.mkdir(parents=True, exist_ok=True)
+    labels = prepared.labels
+    tokens = estimate_tokens(prepared)
+    pending: list[ImagePart | None] = []
     images: list[dict[str, Any]] = []
     order: list[dict[str, str]] = []
-    labels = prepared.labels
-    task = (
-        progress.add_task("writing images", total=len(prepared.arrays))
-        if progress and prepared.arrays
-        else None
-    )
-    jobs: list[tuple[np.ndarray, Path]] = []
     for part in prepared.parts:
         if isinstance(part, ImagePart):
             name = f"{len(images) + 1:04d}.png"
-            jobs.append((part.pixels, out / name))
+            pending.append(part)
             width, height = part.size
             images.append({"file": name, "label": labels[len(images)], "width": width, "height": height})
             order.append({"image": name})
@@ -89,19 +89,40 @@ def write_prepared(
             order.append(
                 {"text": part.text if len(part.text) <= 200 else f"<{len(part.text)} characters: {CONTEXT}>"}
             )
+    prepared.parts = [p for p in prepared.parts if not isinstance(p, ImagePart)]
+    task = progress.add_task("writing images", total=len(pending)) if progress and pending else None
+    thumbs: list[np.ndarray | None] = [None] * len(pending)
+    # The sheet needs every thumbnail, and its encoding runs on one core: the last `held` slices
+    # are written alongside it, on the other cores, so none idles and the rest go before it is drawn.
+    held = _held_back(pending)
 
-    def save(job: tuple[np.ndarray, Path] | None) -> None:
-        if job is None:  # the contact sheet, built and encoded alongside the slices
-            write_png(contact_sheet_array(prepared), out / SHEET)
-            return
-        write_png(*job)
+    def write(i: int) -> None:
+        part, pending[i] = pending[i], None
+        assert part is not None
+        write_png(part.pixels, out / images[i]["file"])
         if task is not None and progress is not None:
             progress.advance(task)
 
-    # libpng releases the GIL, so the PNGs are written a thread per core; the sheet
-    # goes first as the longest single job.
-    todo: list[tuple[np.ndarray, Path] | None] = [None] if jobs else []
-    pmap(save, [*todo, *jobs])
+    def thumb_then_write(i: int) -> None:
+        part = pending[i]
+        assert part is not None
+        thumbs[i] = thumbnail(part.pixels)
+        del part
+        if i < len(pending) - held:
+            write(i)
+
+    def sheet_or_write(i: int | None) -> None:
+        if i is not None:
+            write(i)
+            return
+        sheet = compose((t for t in thumbs if t is not None), labels)
+        thumbs.clear()
+        write_png(sheet, out / SHEET)
+
+    # libpng and Pillow's resize release the GIL, so this runs a thread per core
+    pmap(thumb_then_write, range(len(pending)))
+    if pending:
+        pmap(sheet_or_write, [None, *range(len(pending) - held, len(pending))])
     if task is not None and progress is not None:
         progress.remove_task(task)
     if prepared.text:
@@ -114,17 +135,29 @@ def write_prepared(
         "images": images,
         "labels": labels,
         "model_order": order,
-        "contact_sheet": SHEET if jobs else None,
+        "contact_sheet": SHEET if images else None,
         "context": CONTEXT if prepared.text else None,
         "padding": dataclasses.asdict(prepared.padding) if prepared.padding else None,
         "details": prepared.provenance.details,
         "warnings": prepared.provenance.warnings,
-        "tokens": estimate_tokens(prepared),
+        "tokens": tokens,
     }
     if "manifest" in prepared.extra:
         manifest["record"] = prepared.extra["manifest"]
     _dump(manifest, out / MANIFEST)
     return manifest
+
+
+def _held_back(pending: list[ImagePart | None]) -> int:
+    """How many of the last images to write while the contact sheet is encoded: as many as the
+    other threads can encode in that time (PNG time goes with pixels)."""
+    from aris.inputs.sheet import sheet_pixels
+
+    if not pending:
+        return 0
+    sizes = [p.size[0] * p.size[1] for p in pending if p is not None]
+    per_image = max(1, sum(sizes) // len(sizes))
+    return min(len(pending), math.ceil((workers(len(pending)) - 1) * sheet_pixels(len(pending)) / per_image))
 
 
 def _clear(out: Path) -> None:
@@ -162,14 +195,14 @@ def _safe_stem(p: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", stem)[:40] or "item"
 
 
-def _summary_row(table: Table, name: str, prepared: PreparedInput) -> None:
-    tokens = estimate_tokens(prepared)
+def _summary_row(table: Table, name: str, manifest: dict[str, Any]) -> None:
+    tokens = manifest["tokens"]
     table.add_row(
         escape(name),
-        prepared.kind,
+        manifest["kind"],
         str(tokens["images"]),
         f"{tokens['total']:,}",
-        escape("; ".join(prepared.provenance.warnings)),
+        escape("; ".join(manifest["warnings"])),
     )
 
 
@@ -252,12 +285,12 @@ def prepare_cmd(
                 console=err_console,
                 transient=True,
             ) as progress:
-                write_prepared(prepared, out, input_path, progress)
+                manifest = write_prepared(prepared, out, input_path, progress)
         except ArisError as e:
             err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         table = _table(f"prepared into {escape(str(out))}")
-        _summary_row(table, input_path.name, prepared)
+        _summary_row(table, input_path.name, manifest)
         console.print(table)
         for w in prepared.provenance.warnings:
             err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
@@ -310,7 +343,7 @@ def prepare_cmd(
                             "warnings": m["warnings"],
                         }
                     )
-                    _summary_row(table, path.name, result)
+                    _summary_row(table, path.name, m)
             progress.advance(overall)
 
         try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import mmap
 import tempfile
 import threading
 import zipfile
@@ -662,26 +663,18 @@ def _ct_slices(chosen: list[SliceRef], label: Path) -> list[np.ndarray]:
     A slice's 16-bit stored values can take only 65,536 values, so the three windows are computed
     once per distinct rescale for all of them (the same arithmetic, element for element) and each
     pixel becomes one lookup of its RGB triple. Decoders and the lookup release the GIL
-    (aris.inputs.parallel), so slices decode side by side.
-
-    The slices are written into one block allocated up front (the volume keeps all of them anyway):
-    a block per slice, allocated between the decoders' short-lived buffers, left the heap
-    fragmented, about 9 MiB at the peak of a 340-slice read (bench/prep_ct.py).
+    (aris.inputs.parallel), so slices decode side by side. Each slice is an array of its own, so
+    one can be let go while the others are kept (``aris prepare`` writes and drops them in turn).
     """
     luts: dict[tuple[Any, ...], np.ndarray] = {}
     lock = threading.Lock()
-    # _make_volume kept one slice size, so every chosen slice fits the block
-    stack = np.empty((len(chosen), chosen[0].rows, chosen[0].columns, 3), dtype=np.uint8)
 
-    def one(item: tuple[int, SliceRef]) -> np.ndarray:
-        i, ref = item
+    def one(ref: SliceRef) -> np.ndarray:
+        rgb = _own_pages((ref.rows, ref.columns, 3))
         stored, rds, modality_lut = _stored(ref)
-        if stored.shape != stack.shape[1:3]:
-            raise CorruptFileError(ref.path, f"pixel data of shape {stored.shape}, not {stack.shape[1:3]}")
         domain = _domain(stored)
-        if domain is None or modality_lut:
-            stack[i] = window_ct(apply_modality_lut(stored, rds))
-            return stack[i]
+        if domain is None or modality_lut or stored.shape != rgb.shape[:2]:
+            return window_ct(apply_modality_lut(stored, rds))
         key = (stored.dtype.str, str(rds.get("RescaleSlope")), str(rds.get("RescaleIntercept")))
         with lock:
             lut = luts.get(key)
@@ -691,10 +684,22 @@ def _ct_slices(chosen: list[SliceRef], label: Path) -> list[np.ndarray]:
         index: np.ndarray[Any, np.dtype[np.unsignedinteger[Any]]] = stored.view(
             np.uint16 if stored.itemsize == 2 else np.uint8
         )
-        return np.take(lut, index, axis=0, out=stack[i])
+        np.take(lut, index, axis=0, out=rgb)
+        return rgb
 
     _load_shared_pixels(chosen)
-    return pmap(one, list(enumerate(chosen)))
+    return pmap(one, chosen)
+
+
+def _own_pages(shape: tuple[int, int, int]) -> np.ndarray:
+    """A uint8 array in pages of its own, outside the malloc heap.
+
+    Kept slices allocated from the heap between the decoders' short-lived buffers left it
+    fragmented (8 MiB more at the peak of a 340-slice read, bench/prep_ct.py), and a slice let go
+    there was not given back; mapped pages are returned when the array goes.
+    """
+    size = int(np.prod(shape))
+    return np.frombuffer(mmap.mmap(-1, max(size, 1)), dtype=np.uint8, count=size).reshape(shape)
 
 
 def _stored(ref: SliceRef) -> tuple[np.ndarray, Dataset, bool]:
@@ -718,6 +723,8 @@ def _load_shared_pixels(refs: list[SliceRef]) -> None:
     for ref in refs:
         if ref.frame is not None and ref.ds is not None and id(ref.ds) not in seen:
             seen.add(id(ref.ds))
+            if dicom.j2k_frames_from_file(ref.ds):
+                continue  # each frame's fragments are read by the thread that decodes it
             for keyword in dicom.PIXEL_KEYWORDS:
                 if keyword in ref.ds:
                     _ = ref.ds[keyword].value

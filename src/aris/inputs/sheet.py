@@ -7,7 +7,7 @@ get chosen?), not for the model.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
@@ -57,33 +57,57 @@ def contact_sheet_array(
     labels = list(labels) if labels is not None else [f"IMAGE {i}" for i in range(1, len(images) + 1)]
     if len(labels) != len(images):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
-    if not images:
+    # one thumbnail at a time: the sheet is drawn from the images as they are held
+    return compose((thumbnail(img, cell) for img in images), labels, cell=cell, columns=columns)
+
+
+def thumbnail(image: Image.Image | np.ndarray, cell: int = CELL) -> np.ndarray:
+    """``image`` fitted inside a ``cell`` x ``cell`` square, aspect kept, as an (h, w, 3) uint8 array.
+
+    Small images (16x16 test series, 33x41 NIfTI) are enlarged with nearest-neighbour so their pixels
+    stay honest; large images are shrunk smoothly.
+    """
+    pic = Image.fromarray(image, "RGB") if isinstance(image, np.ndarray) else image.convert("RGB")
+    resample = Image.Resampling.NEAREST if max(pic.size) < cell else Image.Resampling.BILINEAR
+    return np.asarray(ImageOps.contain(pic, (cell, cell), method=resample))
+
+
+def compose(
+    thumbs: Iterable[np.ndarray], labels: Sequence[str], *, cell: int = CELL, columns: int | None = None
+) -> np.ndarray:
+    """Thumbnails (from :func:`thumbnail`, one per label, consumed in order) in a grid, each centred in
+    its cell with its label beneath, as an (H, W, 3) uint8 array."""
+    if not labels:
         raise ValueError("no images to put on a contact sheet")
-    cols = columns or math.ceil(math.sqrt(len(images)))
-    rows = math.ceil(len(images) / cols)
-    w = cols * cell + (cols + 1) * GAP
-    h = rows * (cell + LABEL_H) + (rows + 1) * GAP
+    h, w, cols = _grid(len(labels), cell, columns)
     sheet = np.empty((h, w, 3), np.uint8)
     sheet[...] = BACKGROUND
     strip = Image.new("RGB", (cell, LABEL_H), BACKGROUND)
     draw = ImageDraw.Draw(strip)
     font = ImageFont.load_default(size=max(10, LABEL_H - 8))
-    for i, (img, label) in enumerate(zip(images, labels, strict=True)):
+    for i, (thumb, label) in enumerate(zip(thumbs, labels, strict=True)):
         r, c = divmod(i, cols)
         x = GAP + c * (cell + GAP)
         y = GAP + r * (cell + LABEL_H + GAP)
-        # fit the cell both ways: small slices (16x16 test series, 33x41 NIfTI) are enlarged with
-        # nearest-neighbour so their pixels stay honest; large images are shrunk smoothly
-        # one Pillow copy at a time: the sheet is drawn from the arrays the input holds
-        pic = Image.fromarray(img, "RGB") if isinstance(img, np.ndarray) else img.convert("RGB")
-        resample = Image.Resampling.NEAREST if max(pic.size) < cell else Image.Resampling.BILINEAR
-        thumb = np.asarray(ImageOps.contain(pic, (cell, cell), method=resample))
         tx, ty = x + (cell - thumb.shape[1]) // 2, y + (cell - thumb.shape[0]) // 2
         sheet[ty : ty + thumb.shape[0], tx : tx + thumb.shape[1]] = thumb
         draw.rectangle((0, 0, cell, LABEL_H), fill=BACKGROUND)
         draw.text((2, 3), _fit(draw, label, font, cell), fill=TEXT, font=font)
         sheet[y + cell : y + cell + LABEL_H, x : x + cell] = np.asarray(strip)
     return sheet
+
+
+def sheet_pixels(n: int, cell: int = CELL, columns: int | None = None) -> int:
+    """Pixels of the sheet for ``n`` images."""
+    h, w, _ = _grid(n, cell, columns)
+    return h * w
+
+
+def _grid(n: int, cell: int, columns: int | None) -> tuple[int, int, int]:
+    """(height, width, columns) of the sheet for ``n`` images: a near-square grid by default."""
+    cols = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    return rows * (cell + LABEL_H) + (rows + 1) * GAP, cols * cell + (cols + 1) * GAP, cols
 
 
 def _fit(

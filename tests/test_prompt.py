@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import copy
+import pickle
+
 import jinja2
 import numpy as np
 import pytest
@@ -126,6 +129,9 @@ def test_image_part_holds_read_only_rgb_pixels() -> None:
     image.putpixel((0, 0), (255, 255, 255))
     assert part.pixels[0, 0].tolist() == [0, 0, 0]
     assert ImagePart(part.pixels.copy(), label="SLICE 1") == part
+    for copied in (pickle.loads(pickle.dumps(part)), copy.deepcopy(part)):
+        assert copied == part
+        assert not copied.pixels.flags.writeable
     assert ImagePart(part.pixels.copy(), label="SLICE 2") != part
     with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
         ImagePart(np.zeros((3, 4), np.uint8))

@@ -59,6 +59,10 @@ class ImagePart:
 
     __hash__ = None  # type: ignore[assignment]
 
+    def __reduce__(self) -> tuple[type[ImagePart], tuple[np.ndarray, str | None]]:
+        # through __init__, so a copy or an unpickled part (a Ray worker's) is read-only too
+        return ImagePart, (self.pixels, self.label)
+
 
 Part = TextPart | ImagePart
 

@@ -209,3 +209,30 @@ def test_writing_lets_each_image_go_and_keeps_the_text(samples, tmp_path: Path) 
     assert prepared.parts == texts
     assert manifest["tokens"] == estimate_tokens(read(src, "ct"))
     check_written(tmp_path / "out", read(src, "ct"))
+
+
+def test_images_written_before_and_alongside_the_sheet_are_all_right(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Enough large images that some are written while the slices are thumbnailed and the rest alongside
+    the sheet's encoding (two threads): every PNG and the sheet still match the input."""
+    from aris.cli.prepare import _held_back
+    from aris.inputs.base import PreparedInput
+    from aris.types import ImagePart, Provenance, TextPart
+
+    monkeypatch.setenv("ARIS_THREADS", "2")
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (512, 384, 3), dtype=np.uint8) for _ in range(30)]
+
+    def made() -> PreparedInput:
+        parts: list[Any] = []
+        for i, a in enumerate(arrays, 1):
+            parts += [ImagePart(a, label=f"SLICE {i}"), TextPart(f"SLICE {i}")]
+        return PreparedInput("ct", parts, Provenance("ct", ["synthetic"]))
+
+    held = _held_back([ImagePart(a) for a in arrays])
+    assert 0 < held < len(arrays)
+    prepared = made()
+    write_prepared(prepared, tmp_path / "out", tmp_path / "in")
+    assert prepared.arrays == []
+    check_written(tmp_path / "out", made())

@@ -367,7 +367,7 @@ def test_greedy_tokens_match_transformers(
 
 def first_logits(vision: LlamaCppEngine, turns: list[Turn]) -> np.ndarray[Any, Any]:
     """llama.cpp's next-token logits after evaluating ``turns`` the way the engine does."""
-    vision._mtmd_chunks(turns, [img for t in turns for img in t.images], evaluate=True)
+    vision._mtmd_chunks(turns, evaluate=True)
     llama = vision._llama
     return np.ctypeslib.as_array(llama._ctx.get_logits_ith(-1), shape=(llama.n_vocab(),)).copy()
 

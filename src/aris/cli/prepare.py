@@ -94,7 +94,7 @@ def write_prepared(
     thumbs: list[np.ndarray | None] = [None] * len(pending)
     # The sheet needs every thumbnail, and its encoding runs on one core: the last `held` slices
     # are written alongside it, on the other cores, so none idles and the rest go before it is drawn.
-    held = _held_back(pending)
+    held = _held_back([i["width"] * i["height"] for i in images])
 
     def write(i: int) -> None:
         part, pending[i] = pending[i], None
@@ -107,7 +107,6 @@ def write_prepared(
         part = pending[i]
         assert part is not None
         thumbs[i] = thumbnail(part.pixels)
-        del part
         if i < len(pending) - held:
             write(i)
 
@@ -148,16 +147,15 @@ def write_prepared(
     return manifest
 
 
-def _held_back(pending: list[ImagePart | None]) -> int:
-    """How many of the last images to write while the contact sheet is encoded: as many as the
-    other threads can encode in that time (PNG time goes with pixels)."""
+def _held_back(pixels: list[int]) -> int:
+    """How many of the last images (of these pixel counts) to write while the contact sheet is
+    encoded: as many as the other threads can encode in that time (PNG time goes with pixels)."""
     from aris.inputs.sheet import sheet_pixels
 
-    if not pending:
+    if not pixels:
         return 0
-    sizes = [p.size[0] * p.size[1] for p in pending if p is not None]
-    per_image = max(1, sum(sizes) // len(sizes))
-    return min(len(pending), math.ceil((workers(len(pending)) - 1) * sheet_pixels(len(pending)) / per_image))
+    per_image = max(1, sum(pixels) // len(pixels))
+    return min(len(pixels), math.ceil((workers(len(pixels)) - 1) * sheet_pixels(len(pixels)) / per_image))
 
 
 def _clear(out: Path) -> None:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from PIL import Image
 
 from aris.errors import BudgetError
 from aris.prompt import Turn, count_images
@@ -36,18 +35,13 @@ class Capabilities:
     concurrent_requests: int = 1
 
 
-def images_digest(images: Iterable[Image.Image | np.ndarray]) -> str:
-    """sha256 over images (size, mode, pixels), in order: what a cached prompt prefix must match besides
-    its token ids, since every image soft token has the same id. An (H, W, 3) uint8 array digests as
-    the RGB image it holds, without a copy."""
+def images_digest(images: Iterable[np.ndarray]) -> str:
+    """sha256 over images' (H, W, 3) uint8 pixels with their sizes, in order: what a cached prompt prefix
+    must match besides its token ids, since every image soft token has the same id."""
     h = hashlib.sha256()
-    for img in images:
-        if isinstance(img, np.ndarray):
-            h.update(f"{(img.shape[1], img.shape[0])}RGB".encode())
-            h.update(np.ascontiguousarray(img).data)
-        else:
-            h.update(f"{img.size}{img.mode}".encode())
-            h.update(img.tobytes())
+    for pixels in images:
+        h.update(f"{(pixels.shape[1], pixels.shape[0])}RGB".encode())
+        h.update(np.ascontiguousarray(pixels).data)
     return h.hexdigest()
 
 

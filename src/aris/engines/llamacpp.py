@@ -174,13 +174,11 @@ class LlamaCppEngine(Engine):
         """Validate now, then return the token stream (nothing runs until it is iterated)."""
         if self._closed:
             raise EngineError("this llama.cpp engine is closed")
-        images = [img for turn in turns for img in turn.images]
-        if images and self._handler is None:
+        n_images = count_images(turns)
+        if n_images and self._handler is None:
             raise ProjectorMissingError(self._projector_missing())
-        if len(images) > self.max_images:
-            raise BudgetError(
-                f"{len(images)} images exceed this engine's limit of {self.max_images} per prompt"
-            )
+        if n_images > self.max_images:
+            raise BudgetError(f"{n_images} images exceed this engine's limit of {self.max_images} per prompt")
         gbnf = None
         if params.json_schema is not None:
             from llama_cpp.llama_grammar import json_schema_to_gbnf
@@ -190,17 +188,16 @@ class LlamaCppEngine(Engine):
             except Exception as e:  # the converter raises bare Exceptions for what it cannot express
                 raise EngineError(f"llama.cpp cannot turn this JSON schema into a grammar: {e}") from e
         picker = _TokenPicker(self._llama, params, gbnf)
-        return self._stream(turns, images, params, picker)
+        return self._stream(turns, n_images > 0, params, picker)
 
     def prompt_tokens(self, turns: list[Turn]) -> list[int]:
         """The token ids llama.cpp evaluates for ``turns``; each image is ``-1`` x its soft tokens."""
-        images = [img for turn in turns for img in turn.images]
-        if not images:
+        if not count_images(turns):
             return self._text_tokens(turns)
         if self._handler is None:
             raise ProjectorMissingError(self._projector_missing())
         out: list[int] = []
-        for kind, value in self._mtmd_chunks(turns, images, evaluate=False):
+        for kind, value in self._mtmd_chunks(turns, evaluate=False):
             out.extend(value if kind == "text" else [-1] * value)
         return out
 
@@ -219,7 +216,7 @@ class LlamaCppEngine(Engine):
         return ids
 
     def _stream(
-        self, turns: list[Turn], images: list[Image.Image], params: GenerationParams, picker: _TokenPicker
+        self, turns: list[Turn], has_images: bool, params: GenerationParams, picker: _TokenPicker
     ) -> Generator[str, None, None]:
         import llama_cpp
 
@@ -228,9 +225,9 @@ class LlamaCppEngine(Engine):
         n_prompt = 0
         t0 = t1 = time.perf_counter()
         try:
-            if images:
-                if not self._resume_prefix(turns, images):
-                    self._mtmd_chunks(turns, images, evaluate=True)
+            if has_images:
+                if not self._resume_prefix(turns):
+                    self._mtmd_chunks(turns, evaluate=True)
                 n_prompt = llama.n_tokens
             else:
                 prompt = self._text_tokens(turns)
@@ -263,7 +260,7 @@ class LlamaCppEngine(Engine):
             logger.info(
                 "llama.cpp: %d prompt tokens (%d images) in %.2fs, %d new tokens in %.2fs",
                 n_prompt,
-                len(images),
+                count_images(turns),
                 t1 - t0,
                 n,
                 time.perf_counter() - t1,
@@ -286,9 +283,7 @@ class LlamaCppEngine(Engine):
                 "raise it with --n-ctx (CT/MRI volumes need >= 32768) or send fewer images"
             )
 
-    def _mtmd_chunks(
-        self, turns: list[Turn], images: Sequence[Image.Image], *, evaluate: bool
-    ) -> list[tuple[str, Any]]:
+    def _mtmd_chunks(self, turns: list[Turn], *, evaluate: bool) -> list[tuple[str, Any]]:
         """libmtmd's chunks for the rendered prompt: ``("text", ids)`` and ``("image", n_tokens)``.
 
         With ``evaluate`` they are also run through the model (:meth:`_evaluate`).
@@ -302,8 +297,8 @@ class LlamaCppEngine(Engine):
         out: list[tuple[str, Any]] = []
         chunks = None
         try:
-            for img in images:
-                bitmaps.append(_bitmap(mtmd, img, self._image_size))
+            for pixels in (a for turn in turns for a in turn.arrays):  # one Pillow copy at a time
+                bitmaps.append(_bitmap(mtmd, Image.fromarray(pixels, "RGB"), self._image_size))
             input_text = mtmd.mtmd_input_text()
             input_text.text = text
             input_text.text_len = len(text)
@@ -328,7 +323,7 @@ class LlamaCppEngine(Engine):
                     out.append(("image", mtmd.mtmd_input_chunk_get_n_tokens(chunk)))
             if evaluate:
                 self._check_fits(mtmd.mtmd_helper_get_n_tokens(chunks))
-                self._evaluate(mtmd, parts, out, self._prefix_key(text.decode("utf-8"), images, marker))
+                self._evaluate(mtmd, parts, out, self._prefix_key(text.decode("utf-8"), turns, marker))
         finally:
             if chunks is not None:
                 mtmd.mtmd_input_chunks_free(chunks)
@@ -337,12 +332,12 @@ class LlamaCppEngine(Engine):
         return out
 
     @staticmethod
-    def _prefix_key(text: str, images: Sequence[Image.Image], marker: str) -> tuple[tuple[str, str], str]:
+    def _prefix_key(text: str, turns: list[Turn], marker: str) -> tuple[tuple[str, str], str]:
         """((the prompt up to its last image, the images' digest), the text after the last image)."""
         cut = text.rindex(marker) + len(marker)
-        return (text[:cut], images_digest(images)), text[cut:]
+        return (text[:cut], images_digest(a for turn in turns for a in turn.arrays)), text[cut:]
 
-    def _resume_prefix(self, turns: list[Turn], images: Sequence[Image.Image]) -> bool:
+    def _resume_prefix(self, turns: list[Turn]) -> bool:
         """Restore the kept prefix if this prompt starts with it; then only the text after the last
         image is evaluated: no image is converted, tokenized or encoded again."""
         if not self.prefix_cache or self._prefix is None:
@@ -351,7 +346,7 @@ class LlamaCppEngine(Engine):
 
         marker = mtmd.mtmd_default_marker().decode("utf-8")
         text = render(turns, bos=False, image_token=_IMAGE_PAD + marker + _IMAGE_PAD)
-        key, tail = self._prefix_key(text, images, marker)
+        key, tail = self._prefix_key(text, turns, marker)
         kept_key, state, lead = self._prefix
         if kept_key != key:
             return False
@@ -428,9 +423,7 @@ class LlamaCppEngine(Engine):
     def _measure_image_tokens(self) -> int:
         """Soft tokens per image for this projector (256 for MedGemma), from libmtmd itself."""
         probe = [Turn("user", [ImagePart(Image.new("RGB", (8, 8)))])]
-        return sum(
-            n for kind, n in self._mtmd_chunks(probe, probe[0].images, evaluate=False) if kind == "image"
-        )
+        return sum(n for kind, n in self._mtmd_chunks(probe, evaluate=False) if kind == "image")
 
     def _projector_missing(self) -> str:
         from aris.models import find_mmproj

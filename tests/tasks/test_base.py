@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from PIL import Image
 
 from aris.engines.base import Capabilities
 from aris.engines.fake import FakeEngine
-from aris.errors import ConfigError, InputError
+from aris.errors import BudgetError, ConfigError, EngineError, InputError
 from aris.inputs.base import PreparedInput
 from aris.notice import NOTICE
+from aris.prompt import Turn, render
 from aris.tasks import TASKS, get_task, list_tasks
 from aris.types import GenerationParams, ImagePart, Provenance
 
@@ -57,6 +60,38 @@ def test_bad_twice_is_a_result_with_errors_not_an_exception() -> None:
     assert result.text == "no idea"  # the model's own first attempt is kept
     assert result.notice == NOTICE
     assert len(engine.prompts) == 2  # exactly one repair
+
+
+class DiesOnRepair(FakeEngine):
+    """Answers once, then fails the way its second call is told to (an endpoint gone, a full context)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(replies=["I cannot tell from this patch."])
+        self.error = error
+
+    def stream(self, turns: list[Turn], params: GenerationParams) -> Iterator[str]:
+        if self.prompts:
+            self.prompts.append(render(turns))
+            raise self.error
+        return super().stream(turns, params)
+
+
+def test_an_engine_failing_during_the_repair_raises_and_records_no_answer() -> None:
+    # A batch retries the item on another endpoint only if the failure reaches it; recorded as the
+    # item's "failed validation" result, a dead endpoint would become the study's answer.
+    engine = DiesOnRepair(EngineError("the connection broke mid-reply (RemoteProtocolError); not retried"))
+    with pytest.raises(EngineError, match="connection broke"):
+        get_task("classify").run(engine, [tissue()])
+    assert len(engine.prompts) == 2
+
+
+def test_a_repair_that_does_not_fit_keeps_the_first_errors() -> None:
+    engine = DiesOnRepair(BudgetError("the repair conversation needs 9000 tokens; the context holds 8192"))
+    result = get_task("classify").run(engine, [tissue()])
+    assert result.parsed is None
+    assert result.text == "I cannot tell from this patch."
+    assert result.errors[-1].startswith("the repair could not run: the repair conversation needs 9000")
+    assert len(result.errors) >= 2  # the first reply's own errors come first
 
 
 def test_json_schema_is_set_only_where_the_engine_constrains_and_thinking_is_off() -> None:

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from aris.context import RunContext
 from aris.engines.base import Engine
-from aris.errors import ArisError, ConfigError, InputError, OutputError
+from aris.errors import BudgetError, ConfigError, InputError, OutputError, PromptError
 from aris.generate import generate
 from aris.inputs.base import Kind, PreparedInput
 from aris.prompt import build_turns, count_images, render
@@ -341,7 +341,10 @@ class Task(abc.ABC):
                 self._repair_params(trace.engine, params, options, inputs),
                 stream=False,
             )
-        except ArisError as e:
+        except (BudgetError, PromptError) as e:
+            # The item's own limit (the longer conversation does not fit). An engine that failed
+            # (an endpoint gone mid-repair) raises on: that is no answer to record, and the batch
+            # hands the item to another endpoint instead.
             return Outcome(None, text, errors=[*first_errors, f"the repair could not run: {e}"])
         try:
             value = parse(fixed.text)

@@ -90,7 +90,7 @@ def test_e2e_batch_through_llamacpp(tmp_path: Path, gguf_270m: Path) -> None:
 def test_two_endpoints_share_items_and_one_stopping_mid_run_loses_nothing(
     tmp_path: Path, gguf_270m: Path
 ) -> None:
-    n = 10
+    n = len(QUESTIONS)
     with llama_server(gguf_270m, n_threads=1, n_ctx=1024) as url_a:
         server_b = llama_server(gguf_270m, n_threads=1, n_ctx=1024)
         url_b = server_b.__enter__()
@@ -103,6 +103,13 @@ def test_two_endpoints_share_items_and_one_stopping_mid_run_loses_nothing(
             )  # fmt: skip
             store = None
             deadline = time.monotonic() + 400
+
+            def done_by() -> dict[str | None, int]:
+                assert store is not None
+                jobs = store.jobs()
+                done = store.items(jobs[0].id, "done") if jobs else []
+                return {w: sum(1 for it in done if it.worker == w) for w in (url_a, url_b)}
+
             served: dict[str | None, int] = {}
             while time.monotonic() < deadline and proc.poll() is None:
                 time.sleep(0.2)
@@ -111,17 +118,25 @@ def test_two_endpoints_share_items_and_one_stopping_mid_run_loses_nothing(
                         store = Store.open()
                     except Exception:  # the batch is still creating the store
                         continue
-                jobs = store.jobs()
-                if not jobs:
-                    continue
-                done = store.items(jobs[0].id, "done")
-                served = {w: sum(1 for it in done if it.worker == w) for w in (url_a, url_b)}
-                if served[url_b] >= 2 and served[url_a] >= 1:
+                served = done_by()
+                if served[url_b] >= 1 and served[url_a] >= 1:
                     break
             assert proc.poll() is None, "the batch ended before both endpoints had served"
-            assert served.get(url_b, 0) >= 2, served
-            # B dies mid-run (SIGKILL: the requests it holds break off), then its context cleans up.
-            os.kill(_server_pid(url_b), signal.SIGKILL)
+            assert served.get(url_b, 0) >= 1, served
+            # B freezes first (SIGSTOP), so that it surely holds requests when it dies: with at least
+            # three items not done, B's own in-flight ones stay, or the least-loaded dispatch gives it
+            # one of the rest, which it never answers. Once A has done all but two, B holds its share.
+            left = n - sum(served.values())
+            assert left >= 3, f"the test looked too late: {served}, {left} items left"
+            b_pid = _server_pid(url_b)
+            os.kill(b_pid, signal.SIGSTOP)
+            while time.monotonic() < deadline and proc.poll() is None:
+                if sum(done_by().values()) >= n - 2:
+                    break
+                time.sleep(0.2)
+            assert proc.poll() is None, "the batch ended while B was frozen: B held no request"
+            # B dies mid-request (SIGKILL: the requests it holds break off), then its context cleans up.
+            os.kill(b_pid, signal.SIGKILL)
             server_b.__exit__(None, None, None)
             b_running = False
             stdout, stderr = proc.communicate(timeout=600)
@@ -138,7 +153,7 @@ def test_two_endpoints_share_items_and_one_stopping_mid_run_loses_nothing(
     items = store.items(job.id)
     by_worker = {w: sum(1 for it in items if it.worker == w) for w in (url_a, url_b)}
     assert by_worker[url_a] + by_worker[url_b] == n
-    assert by_worker[url_b] >= 2  # B served some before it stopped ...
+    assert by_worker[url_b] >= 1  # B served some before it stopped ...
     assert by_worker[url_a] >= n - by_worker[url_b]  # ... and A finished the rest
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM results").scalar() == n

@@ -360,6 +360,25 @@ def test_error_event_mid_stream_raises() -> None:
         assert len(stub.to("/chat/completions")) == 1  # text had started: never retried
 
 
+def test_a_stream_that_ends_before_the_reply_did_raises() -> None:
+    # Closed cleanly after "No evidence of": without [DONE] or a finish_reason this is part of a reply,
+    # and read as whole it would be a report that stops mid-sentence.
+    chunk = {"choices": [{"index": 0, "delta": {"content": "IMPRESSION: "}, "finish_reason": None}]}
+    cut = sse(
+        chunk, {"choices": [{"index": 0, "delta": {"content": "No evidence of"}, "finish_reason": None}]}
+    )
+    ended = sse(chunk, {"choices": [{"index": 0, "delta": {"content": "Normal."}, "finish_reason": "stop"}]})
+    replies = iter([cut, ended])
+    with (
+        stub_server(routes(chat=lambda req, i: Reply(200, SSE_HEADERS, next(replies)))) as stub,
+        OpenAIEngine(f"{stub.url}/v1", "m") as eng,
+    ):
+        with pytest.raises(EngineError, match="stream ended before the reply did"):
+            generate(eng, [Message.user("hi")])
+        # a finish_reason is enough (a server that sends no [DONE])
+        assert generate(eng, [Message.user("hi")]).text == "IMPRESSION: Normal."
+
+
 def test_closing_the_stream_closes_the_response() -> None:
     def respond(req: Recorded, i: int) -> Reply:
         if i < 4:  # long, slow replies that the client abandons

@@ -481,7 +481,12 @@ def _whole_as_delta(resp: httpx.Response) -> dict[str, Any]:
 
 
 def _sse_events(resp: httpx.Response) -> Iterator[dict[str, Any]]:
-    """JSON payloads of the server-sent events up to ``[DONE]``; an ``error`` event raises."""
+    """JSON payloads of the server-sent events up to ``[DONE]``; an ``error`` event raises.
+
+    A stream that ends with neither ``[DONE]`` nor a choice's ``finish_reason`` was cut (a proxy or
+    server gone mid-reply, closing cleanly): its text is part of a reply, and raises.
+    """
+    finished = False
     try:
         for data in _sse_data(resp.iter_lines()):
             if data.strip() == "[DONE]":
@@ -494,11 +499,18 @@ def _sse_events(resp: httpx.Response) -> Iterator[dict[str, Any]]:
                 continue
             if event.get("error"):
                 raise EngineError(f"the server stopped the reply: {_message_of(event)}")
+            choices = event.get("choices")
+            if isinstance(choices, list) and any(
+                isinstance(c, dict) and c.get("finish_reason") for c in choices
+            ):
+                finished = True
             yield event
     except httpx.TimeoutException as e:
         raise EngineError("the server stopped sending mid-reply (read timeout); raise --timeout") from e
     except httpx.TransportError as e:
         raise EngineError(f"the connection broke mid-reply ({type(e).__name__}); not retried") from e
+    if not finished:
+        raise EngineError("the server's stream ended before the reply did (no [DONE], no finish_reason)")
 
 
 def _sse_data(lines: Iterator[str]) -> Iterator[str]:

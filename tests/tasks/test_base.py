@@ -94,6 +94,38 @@ def test_a_repair_that_does_not_fit_keeps_the_first_errors() -> None:
     assert len(result.errors) >= 2  # the first reply's own errors come first
 
 
+def test_a_reply_that_used_its_whole_budget_is_flagged_as_maybe_cut() -> None:
+    # Free text parses whether or not it finished: "IMPRESSION: No evidence of" is a valid section.
+    cut = "FINDINGS: Lungs are clear.\nIMPRESSION: No evidence of"
+    engine = FakeEngine(replies=[cut, cut])
+    params = GenerationParams(max_new_tokens=engine.count_text_tokens(cut))
+    result = get_task("cxr-report").run(engine, [tissue()], params=params)
+    assert result.parsed["impression"] == "No evidence of"
+    assert result.warnings == [
+        f"the reply used all {params.max_new_tokens} new tokens it was allowed and may be cut off; "
+        "raise max_new_tokens to let it finish"
+    ]
+    # One token more and the same reply is taken as finished.
+    engine = FakeEngine(replies=[cut])
+    params = GenerationParams(max_new_tokens=engine.count_text_tokens(cut) + 1)
+    assert get_task("cxr-report").run(engine, [tissue()], params=params).warnings == []
+
+
+def test_a_cut_report_replaced_by_its_repair_is_not_flagged_nor_is_json_that_parsed() -> None:
+    cut = "FINDINGS: The lungs are clear. The heart size is normal. There is no"
+    whole = "FINDINGS: Clear lungs.\nIMPRESSION: Normal."
+    engine = FakeEngine(replies=[cut, whole])
+    params = GenerationParams(max_new_tokens=engine.count_text_tokens(cut))
+    result = get_task("cxr-report").run(engine, [tissue()], params=params)
+    assert result.repaired
+    assert result.parsed["impression"] == "Normal."
+    assert result.warnings == [], "the repair, not the cut reply, is the answer"
+    # A JSON reply that parsed closed its object: finished, however many tokens it took.
+    engine = FakeEngine(replies=['{"answer": "adipose"}'])
+    params = GenerationParams(max_new_tokens=engine.count_text_tokens('{"answer": "adipose"}'))
+    assert get_task("classify").run(engine, [tissue()], params=params).warnings == []
+
+
 def test_json_schema_is_set_only_where_the_engine_constrains_and_thinking_is_off() -> None:
     engine = FakeEngine(replies=['{"answer": "mucus"}'])
     get_task("classify").run(engine, [tissue()], options={"choices": "diabetic-retinopathy"})

@@ -141,6 +141,28 @@ class Trace:
         )
         return result
 
+    def cut_warnings(self) -> list[str]:
+        """A warning for each reply that used its whole token budget and was not replaced by a repair.
+
+        Such a reply may stop mid-sentence ("IMPRESSION: No evidence of"): the reader must be told.
+        """
+        names = [name for name, _ in self.results]
+        out = []
+        for i, (name, r) in enumerate(self.results):
+            budget = int(r.params.get("max_new_tokens") or 0)
+            if (
+                not budget
+                or r.usage.get("completion_tokens", 0) < budget
+                or f"{name}-repair" in names[i + 1 :]
+            ):
+                continue
+            step = "" if name == "answer" else f" ({name})"
+            out.append(
+                f"the reply{step} used all {budget} new tokens it was allowed and may be cut off; "
+                "raise max_new_tokens to let it finish"
+            )
+        return out
+
     def steps(self) -> list[dict[str, Any]]:
         return [
             {
@@ -157,8 +179,12 @@ class Trace:
             for name, r in self.results
         ]
 
-    def result(self, outcome: Outcome, parsed: Any, *, raw: str | None = None) -> Result:
-        """One Result for the run: the first call's identity (prompt hash, model), all calls' costs."""
+    def result(self, outcome: Outcome, parsed: Any, *, raw: str | None = None, prose: bool = False) -> Result:
+        """One Result for the run: the first call's identity (prompt hash, model), all calls' costs.
+
+        ``prose``: the reply is free text, which parses whether or not it was finished, so a reply that
+        used its whole token budget is flagged (a JSON reply proves it finished by parsing).
+        """
         if not self.results:  # a task that needed no model call (e.g. nothing to ask)
             return Result(
                 task=self.task.name,
@@ -187,7 +213,7 @@ class Trace:
                 "raw": final.raw if raw is None else raw,
                 "parsed": parsed,
                 "errors": outcome.errors,
-                "warnings": outcome.warnings,
+                "warnings": [*outcome.warnings, *(self.cut_warnings() if prose else [])],
                 "repaired": outcome.repaired,
                 "steps": self.steps(),
                 "usage": usage,
@@ -381,10 +407,11 @@ class Task(abc.ABC):
         return self.build(trace, outcome, inputs, opts)
 
     def build(self, trace: Trace, outcome: Outcome, inputs: list[PreparedInput], options: Any) -> Result:
+        prose = self.reply_schema(inputs, options) is None
         if outcome.value is None:
-            return trace.result(outcome, None)
+            return trace.result(outcome, None, prose=prose)
         parsed = self.finalize(outcome.value, inputs, options, trace.ctx.files_dir)
-        return trace.result(outcome, parsed)
+        return trace.result(outcome, parsed, prose=prose)
 
 
 def _warnings(value: Any) -> list[str]:

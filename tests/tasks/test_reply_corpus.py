@@ -21,8 +21,10 @@ from aris.tasks.yesno import read_reply
 from aris.thinking import split_stream, split_text
 from aris.types import ImagePart, Provenance
 
-CORPUS = Path(__file__).parents[1] / "data" / "replies" / "replies.yaml"
-ENTRIES: list[dict[str, Any]] = yaml.safe_load(CORPUS.read_text())
+CORPUS = Path(__file__).parents[1] / "data" / "replies"
+ENTRIES: list[dict[str, Any]] = [
+    entry for path in sorted(CORPUS.glob("*.yaml")) for entry in yaml.safe_load(path.read_text())
+]
 CASES = [
     pytest.param(entry, parser, spec, id=f"{entry['id']}:{parser}")
     for entry in ENTRIES

@@ -95,6 +95,13 @@ def test_openai_messages_reproduce_the_template_on_the_server_side() -> None:
     assert _reference(server_side) == render(turns)
 
 
+def test_a_text_turn_of_several_parts_reaches_the_server_as_render_has_it() -> None:
+    # render() trims each part; the server's template trims the one string it is sent as a whole.
+    msgs = [Message.user("Discharge note:\nPatient stable.\n\n", "Question: any fever?")]
+    turns = build_turns(msgs)
+    assert _reference(to_openai_messages(turns)) == render(turns)
+
+
 @pytest.mark.parametrize(
     "msgs",
     [

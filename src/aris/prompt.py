@@ -130,7 +130,8 @@ def to_openai_messages(turns: list[Turn], *, image_format: str = "PNG") -> list[
                 content.append({"type": "text", "text": part.text})
         role = "assistant" if turn.role == "model" else "user"
         if all(c["type"] == "text" for c in content):
-            messages.append({"role": role, "content": "".join(c["text"] for c in content)})
+            # one string, which the template trims as a whole: trim each part as render() does
+            messages.append({"role": role, "content": "".join(c["text"].strip() for c in content)})
         else:
             messages.append({"role": role, "content": content})
     return messages

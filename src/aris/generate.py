@@ -94,7 +94,17 @@ def _usage(engine: Engine, stream: object, turns: list[Turn], raw: str) -> dict[
     usage = {"images": count_images(turns), "completion_tokens": completion}
     if "prompt_tokens" in reported:
         usage["prompt_tokens"] = int(reported["prompt_tokens"])
+    if "cut" in reported:
+        usage["cut"] = int(reported["cut"])
     return usage
+
+
+def was_cut(usage: dict[str, int], max_new_tokens: int) -> bool:
+    """Whether a reply stopped for want of room, not at its end: the engine's word when it gave one
+    (a server's ``finish_reason``, a full llama.cpp context), else all of ``max_new_tokens`` used."""
+    if "cut" in usage:
+        return bool(usage["cut"])
+    return bool(max_new_tokens) and usage.get("completion_tokens", 0) >= max_new_tokens
 
 
 def settings_record(params: GenerationParams) -> dict[str, Any]:

@@ -107,6 +107,45 @@ def test_max_new_tokens(engine: LlamaCppEngine, greedy_24: list[str]) -> None:
     assert out == greedy_24[:5]
 
 
+def test_usage_counts_the_tokens_generated_and_says_whether_the_reply_was_cut(
+    engine: LlamaCppEngine, greedy_24: list[str], gguf_270m: Path
+) -> None:
+    turns = turns_of(Message.user(QUESTION))
+    reply = engine.stream(turns, GenerationParams(max_new_tokens=5))
+    assert "".join(reply) == "".join(greedy_24[:5])
+    assert reply.usage == {
+        "prompt_tokens": len(engine.prompt_tokens(turns)),
+        "completion_tokens": 5,
+        "cut": 1,
+    }
+    # A stop string ends the reply: not cut.
+    stop = "".join(greedy_24[:3])[-3:]
+    reply = engine.stream(turns, GenerationParams(max_new_tokens=24, stop=(stop,)))
+    "".join(reply)
+    assert reply.usage["cut"] == 0
+    # A full context cuts the reply well short of max_new_tokens, and says so.
+    n_prompt = len(engine.prompt_tokens(turns))
+    small = LlamaCppEngine(str(gguf_270m), n_ctx=n_prompt + 4)
+    try:
+        reply = small.stream(turns, GenerationParams(max_new_tokens=100))
+        text = "".join(reply)
+    finally:
+        small.close()
+    assert reply.usage["cut"] == 1
+    assert reply.usage["completion_tokens"] < 100
+    assert text == "".join(greedy_24)[: len(text)]
+
+
+def test_a_token_longer_than_32_bytes_reaches_the_stream(engine: LlamaCppEngine) -> None:
+    # llama-cpp-python's detokenize has a 32-byte buffer and returns b"" for a longer piece: 379
+    # Gemma 3 tokens, whole words in Bengali, Devanagari, Tamil... vanished from replies.
+    word = " পাকিস্তানের"
+    assert len(word.encode()) > 32
+    (token,) = engine._llama.tokenize(word.encode(), add_bos=False, special=False)
+    pieces = _Detokenizer(engine._llama)
+    assert pieces.feed(token) + pieces.finish() == word
+
+
 def test_closing_the_stream_stops_generation(engine: LlamaCppEngine, greedy_24: list[str]) -> None:
     turns = turns_of(Message.user(QUESTION))
     n_prompt = len(engine.prompt_tokens(turns))
@@ -275,6 +314,27 @@ def hf_tiny(tiny_vlm: Path) -> tuple[Any, Any]:
     processor = AutoProcessor.from_pretrained(tiny_vlm)
     model = AutoModelForImageTextToText.from_pretrained(tiny_vlm, dtype=torch.float32).eval()
     return processor, model
+
+
+def test_the_budget_counts_the_tokens_around_each_image(
+    vision: LlamaCppEngine, tiny_gguf: tuple[Path, Path]
+) -> None:
+    # Each image costs "\n\n" <start_of_image> soft tokens <end_of_image> "\n\n" (newlines of
+    # neighbouring images may merge): counted as the soft tokens alone, 20 images passed the check
+    # 40 tokens short and the reply hit the context. Now it errs high, by at most a token an image.
+    turns = turns_of(Message.user(*[ImagePart(noise(i)) for i in range(20)], "Describe."))
+    needed = len(vision.prompt_tokens(turns)) + 64
+    model, mmproj = tiny_gguf
+    for n_ctx, fits in ((needed - 1, False), (needed + 20, True)):
+        eng = LlamaCppEngine(str(model), mmproj=str(mmproj), n_ctx=n_ctx)
+        try:
+            if fits:
+                eng.check_budget(turns, GenerationParams(max_new_tokens=64))
+            else:
+                with pytest.raises(BudgetError, match="20 images x"):
+                    eng.check_budget(turns, GenerationParams(max_new_tokens=64))
+        finally:
+            eng.close()
 
 
 def hf_inputs(processor: Any, turns: list[Turn]) -> Any:

@@ -379,6 +379,27 @@ def test_a_stream_that_ends_before_the_reply_did_raises() -> None:
         assert generate(eng, [Message.user("hi")]).text == "IMPRESSION: Normal."
 
 
+def test_a_length_finish_marks_the_reply_cut_however_few_tokens_it_took() -> None:
+    # A server's own context ran out (llama-server's slot, Ollama's num_ctx) 8 tokens into 512.
+    def chunk(content: str, finish: str | None) -> dict[str, Any]:
+        return {"choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}]}
+
+    usage = {"choices": [], "usage": {"prompt_tokens": 2040, "completion_tokens": 8}}
+    cut = sse(chunk("IMPRESSION: No evidence of", None), chunk("", "length"), usage, "[DONE]")
+    whole = sse(chunk("FINDINGS: Clear.\nIMPRESSION: Normal.", None), chunk("", "stop"), "[DONE]")
+    replies = iter([cut, whole])
+    with (
+        stub_server(routes(chat=lambda req, i: Reply(200, SSE_HEADERS, next(replies)))) as stub,
+        OpenAIEngine(f"{stub.url}/v1", "m") as eng,
+    ):
+        result = generate(eng, [Message.user("hi")], GenerationParams(max_new_tokens=512))
+        assert result.usage["cut"] == 1
+        assert result.usage["completion_tokens"] == 8
+        # "stop" at exactly max_tokens: the server says the reply ended.
+        result = generate(eng, [Message.user("hi")], GenerationParams(max_new_tokens=1))
+        assert result.usage["cut"] == 0
+
+
 def test_closing_the_stream_closes_the_response() -> None:
     def respond(req: Recorded, i: int) -> Reply:
         if i < 4:  # long, slow replies that the client abandons

@@ -212,6 +212,30 @@ def test_stop_strings(engine: TransformersEngine) -> None:
     assert engine.generate_batch([turns], params) == [expected]
 
 
+def test_usage_counts_the_ids_generated_and_says_whether_the_reply_was_cut(
+    engine: TransformersEngine,
+) -> None:
+    turns = build_turns([Message.user("Describe a normal chest X-ray.")])
+    inputs = engine.encode([turns])
+    with torch.inference_mode():
+        out = engine.model.generate(**inputs, max_new_tokens=12, do_sample=False)
+    new = out[0, inputs["input_ids"].shape[1] :].tolist()
+    ended = new[-1] in (1, 106)  # <eos>, <end_of_turn>
+    reply = engine.stream(turns, GenerationParams(max_new_tokens=12))
+    "".join(reply)
+    assert reply.usage == {
+        "prompt_tokens": inputs["input_ids"].shape[1],
+        "completion_tokens": len(new) - int(ended),
+        "cut": int(not ended),
+    }
+    # The text re-tokenized need not give the ids back: the count comes from the ids.
+    full = "".join(engine.stream(turns, GenerationParams(max_new_tokens=24)))
+    stop = full[len(full) // 2 : len(full) // 2 + 3]
+    reply = engine.stream(turns, GenerationParams(max_new_tokens=24, stop=(stop,)))
+    "".join(reply)
+    assert reply.usage["cut"] == 0  # a stop string ended it
+
+
 def test_sampling_is_seeded(engine: TransformersEngine) -> None:
     turns = build_turns([Message.user("Hello")])
     params = GenerationParams(max_new_tokens=12, temperature=1.0, seed=7)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from PIL import Image
 
-from aris.engines.base import Capabilities
+from aris.engines.base import Capabilities, Reply
 from aris.engines.fake import FakeEngine
 from aris.errors import BudgetError, ConfigError, EngineError, InputError
 from aris.inputs.base import PreparedInput
@@ -103,12 +103,30 @@ def test_a_reply_that_used_its_whole_budget_is_flagged_as_maybe_cut() -> None:
     assert result.parsed["impression"] == "No evidence of"
     assert result.warnings == [
         f"the reply used all {params.max_new_tokens} new tokens it was allowed and may be cut off; "
-        "raise max_new_tokens to let it finish"
+        "raise max_new_tokens"
     ]
     # One token more and the same reply is taken as finished.
     engine = FakeEngine(replies=[cut])
     params = GenerationParams(max_new_tokens=engine.count_text_tokens(cut) + 1)
     assert get_task("cxr-report").run(engine, [tissue()], params=params).warnings == []
+
+
+class ContextFull(FakeEngine):
+    """Says, as a server's finish_reason "length" or a full llama.cpp context does, that it was cut."""
+
+    def stream(self, turns: list[Turn], params: GenerationParams) -> Iterator[str]:
+        usage = {"completion_tokens": 9, "cut": 1}
+        return Reply(super().stream(turns, params), usage)  # type: ignore[arg-type]
+
+
+def test_an_engine_that_says_the_reply_was_cut_is_believed_below_the_budget() -> None:
+    engine = ContextFull(replies=["FINDINGS: Lungs are clear.\nIMPRESSION: No evidence of"])
+    result = get_task("cxr-report").run(engine, [tissue()], params=GenerationParams(max_new_tokens=512))
+    assert result.warnings == [
+        "the reply stopped after 9 of 512 new tokens because the engine's context was full, and may be "
+        "cut off; raise the context (--n-ctx, a server's context length) or send fewer images"
+    ]
+    assert result.steps[0]["cut"] == 1
 
 
 def test_a_cut_report_replaced_by_its_repair_is_not_flagged_nor_is_json_that_parsed() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from aris.config import ArisSettings
 
 IMAGE_TOKENS = 256  # soft tokens per image for every MedGemma build
+# Each image's <start_of_image> is in the rendered text; the processor, libmtmd and a server's template
+# all add "\n\n" before it and <end_of_image> "\n\n" after its soft tokens: up to 3 tokens the text does
+# not show (2 between neighbouring images, whose newlines merge). Counted high, so a reply never meets
+# a full context the check let through.
+IMAGE_FRAME_TOKENS = 3
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,29 @@ def images_digest(images: Iterable[np.ndarray]) -> str:
         h.update(f"{(pixels.shape[1], pixels.shape[0])}RGB".encode())
         h.update(np.ascontiguousarray(pixels).data)
     return h.hexdigest()
+
+
+class Reply(Iterator[str]):
+    """A streamed reply (an iterator of text chunks) that also carries the engine's own ``usage``.
+
+    When the stream ends, ``usage`` may hold ``completion_tokens`` and ``prompt_tokens`` as the engine
+    counted them (exact, not re-tokenized text), and ``cut``: 1 when generation stopped for want of
+    room (``max_new_tokens`` or a full context) rather than at the end of the turn or a stop string,
+    0 when the engine knows it was not.
+    """
+
+    def __init__(self, chunks: Generator[str, None, None], usage: dict[str, int]) -> None:
+        self._chunks = chunks
+        self.usage = usage
+
+    def __iter__(self) -> Reply:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        self._chunks.close()
 
 
 class Engine(abc.ABC):
@@ -115,15 +143,17 @@ class Engine(abc.ABC):
         from aris.prompt import render
 
         text = render(turns)
-        room = caps.max_context - n_images * caps.image_tokens - params.max_new_tokens
+        image_cost = n_images * (caps.image_tokens + IMAGE_FRAME_TOKENS)
+        room = caps.max_context - image_cost - params.max_new_tokens
         if self.remote_tokenizer and len(text.encode("utf-8")) <= room:
             return  # a token is at least one byte: it fits without asking the server to count
         text_tokens = self.count_text_tokens(text)
-        needed = text_tokens + n_images * caps.image_tokens + params.max_new_tokens
+        needed = text_tokens + image_cost + params.max_new_tokens
         if needed > caps.max_context:
             raise BudgetError(
                 f"prompt needs about {needed} tokens ({n_images} images x {caps.image_tokens} + "
-                f"{text_tokens} text + {params.max_new_tokens} to generate) but the engine's context is "
+                f"{n_images * IMAGE_FRAME_TOKENS} around them + {text_tokens} text + "
+                f"{params.max_new_tokens} to generate) but the engine's context is "
                 f"{caps.max_context}; raise the context (--n-ctx / vLLM --max-model-len >= 32768 for an "
                 "85-slice CT, >= 40960 for a 126-tile slide) or send fewer images (fewer slices or tiles)"
             )

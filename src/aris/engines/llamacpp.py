@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from aris.engines.base import IMAGE_TOKENS, Capabilities, Engine, images_digest
+from aris.engines.base import IMAGE_TOKENS, Capabilities, Engine, Reply, images_digest
 from aris.errors import BudgetError, ConfigError, EngineError, ModelNotFoundError, ProjectorMissingError
 from aris.prompt import Turn, count_images, render
 from aris.types import GenerationParams, ImagePart
@@ -170,7 +170,7 @@ class LlamaCppEngine(Engine):
             raise ProjectorMissingError(self._projector_missing())
         super().check_budget(turns, params)
 
-    def stream(self, turns: list[Turn], params: GenerationParams) -> Generator[str, None, None]:
+    def stream(self, turns: list[Turn], params: GenerationParams) -> Reply:
         """Validate now, then return the token stream (nothing runs until it is iterated)."""
         if self._closed:
             raise EngineError("this llama.cpp engine is closed")
@@ -188,7 +188,8 @@ class LlamaCppEngine(Engine):
             except Exception as e:  # the converter raises bare Exceptions for what it cannot express
                 raise EngineError(f"llama.cpp cannot turn this JSON schema into a grammar: {e}") from e
         picker = _TokenPicker(self._llama, params, gbnf)
-        return self._stream(turns, n_images > 0, params, picker)
+        usage: dict[str, int] = {}
+        return Reply(self._stream(turns, n_images > 0, params, picker, usage), usage)
 
     def prompt_tokens(self, turns: list[Turn]) -> list[int]:
         """The token ids llama.cpp evaluates for ``turns``; each image is ``-1`` x its soft tokens."""
@@ -216,7 +217,12 @@ class LlamaCppEngine(Engine):
         return ids
 
     def _stream(
-        self, turns: list[Turn], has_images: bool, params: GenerationParams, picker: _TokenPicker
+        self,
+        turns: list[Turn],
+        has_images: bool,
+        params: GenerationParams,
+        picker: _TokenPicker,
+        usage: dict[str, int],
     ) -> Generator[str, None, None]:
         import llama_cpp
 
@@ -238,10 +244,11 @@ class LlamaCppEngine(Engine):
             pieces = _Detokenizer(llama)
             stops = _StopFilter(params.stop)
             vocab = llama._model.vocab
-            stopped = False
+            stopped = ended = False
             while n < params.max_new_tokens:
                 token = picker.pick()
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    ended = True
                     break
                 picker.accept(token)
                 n += 1
@@ -255,6 +262,9 @@ class LlamaCppEngine(Engine):
                 tail = stops.finish(pieces.finish())
                 if tail:
                     yield tail
+            # Counted here, not re-tokenized from the text (which need not give the same ids); out of
+            # tokens or out of context is a cut reply, however few tokens that was.
+            usage.update(prompt_tokens=n_prompt, completion_tokens=n, cut=int(not (ended or stopped)))
         finally:
             picker.close()
             logger.info(
@@ -631,11 +641,24 @@ class _Detokenizer:
     """
 
     def __init__(self, llama: Any) -> None:
-        self._llama = llama
+        import llama_cpp
+
+        self._piece = llama_cpp.llama_token_to_piece
+        self._vocab = llama._model.vocab
+        self._buf = ctypes.create_string_buffer(256)
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def feed(self, token: int) -> str:
-        return str(self._utf8.decode(self._llama.detokenize([token], special=True)))
+        return str(self._utf8.decode(self.piece(token)))
+
+    def piece(self, token: int) -> bytes:
+        # Not llama-cpp-python's detokenize: its 32-byte buffer turns a longer piece (379 Gemma 3
+        # tokens: whole Bengali, Devanagari, Tamil... words) into b"" without a word.
+        n = self._piece(self._vocab, token, self._buf, len(self._buf), 0, True)
+        if n < 0:  # -n: the size the piece needs
+            self._buf = ctypes.create_string_buffer(-n)
+            n = self._piece(self._vocab, token, self._buf, len(self._buf), 0, True)
+        return bytes(self._buf.raw[:n])
 
     def finish(self) -> str:
         return str(self._utf8.decode(b"", final=True))

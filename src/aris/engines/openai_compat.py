@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
-from aris.engines.base import Capabilities, Engine
+from aris.engines.base import Capabilities, Engine, Reply
 from aris.errors import ConfigError, EngineError
 from aris.prompt import THOUGHT_CLOSE, THOUGHT_OPEN, Turn, to_openai_messages
 from aris.types import GenerationParams
@@ -407,23 +407,6 @@ def _names_response_format(message: str) -> bool:
     return "response_format" in low or "json_schema" in low
 
 
-class Reply(Iterator[str]):
-    """A streamed reply (an iterator of text chunks) that also carries the server's token ``usage``."""
-
-    def __init__(self, chunks: Generator[str, None, None], usage: dict[str, int]) -> None:
-        self._chunks = chunks
-        self.usage = usage
-
-    def __iter__(self) -> Reply:
-        return self
-
-    def __next__(self) -> str:
-        return next(self._chunks)
-
-    def close(self) -> None:
-        self._chunks.close()
-
-
 def _reply_text(resp: httpx.Response, usage: dict[str, int] | None = None) -> Iterator[str]:
     """Text chunks of a streamed chat completion, a thought sent apart re-wrapped in its markers.
 
@@ -432,6 +415,7 @@ def _reply_text(resp: httpx.Response, usage: dict[str, int] | None = None) -> It
     """
     usage = usage if usage is not None else {}
     events_seen = 0
+    finish: str | None = None
     if resp.headers.get("content-type", "").startswith("application/json"):
         # A server that ignored ``stream``: one whole completion.
         resp.read()
@@ -448,6 +432,7 @@ def _reply_text(resp: httpx.Response, usage: dict[str, int] | None = None) -> It
         choices = event.get("choices") or []
         if not choices:
             continue  # e.g. a usage-only chunk
+        finish = choices[0].get("finish_reason") or finish
         delta = choices[0].get("delta") or {}
         if delta.get("content") is not None or delta.get("reasoning_content") or delta.get("reasoning"):
             events_seen += 1
@@ -469,15 +454,23 @@ def _reply_text(resp: httpx.Response, usage: dict[str, int] | None = None) -> It
     if in_thought:
         yield THOUGHT_CLOSE
     usage.setdefault("completion_tokens", events_seen)
+    if finish is not None:
+        # "length": the server ran out of max_tokens or of its own context (llama-server's slot,
+        # Ollama's num_ctx), possibly well short of max_tokens: a cut reply whatever the count.
+        usage["cut"] = int(finish == "length")
 
 
 def _whole_as_delta(resp: httpx.Response) -> dict[str, Any]:
     try:
         data = resp.json()
-        message = data["choices"][0]["message"]
+        choice = data["choices"][0]
+        message = choice["message"]
     except (ValueError, KeyError, IndexError, TypeError) as e:
         raise EngineError("the server answered a streamed request with an unreadable completion") from e
-    return {"choices": [{"delta": message}], "usage": data.get("usage")}
+    return {
+        "choices": [{"delta": message, "finish_reason": choice.get("finish_reason")}],
+        "usage": data.get("usage"),
+    }
 
 
 def _sse_events(resp: httpx.Response) -> Iterator[dict[str, Any]]:

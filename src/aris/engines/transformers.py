@@ -15,11 +15,11 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aris.engines.base import IMAGE_TOKENS, Capabilities, Engine, images_digest
+from aris.engines.base import IMAGE_TOKENS, Capabilities, Engine, Reply, images_digest
 from aris.errors import BudgetError, ConfigError, EngineError, ModelNotFoundError, UnsupportedDtypeError
 from aris.prompt import Turn, render
 from aris.types import GenerationParams
@@ -451,12 +451,25 @@ class TransformersEngine(Engine):
     def _streamer(self) -> Any:
         from transformers import TextIteratorStreamer
 
-        return TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=False)
+        class CountingStreamer(TextIteratorStreamer):  # type: ignore[misc]
+            """Also keeps the generated ids: the reply's token count, and whether it reached its end."""
+
+            def __init__(self, tokenizer: Any) -> None:
+                super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=False)
+                self.ids: list[int] = []
+
+            def put(self, value: Any) -> None:
+                if not (self.skip_prompt and self.next_tokens_are_prompt):
+                    self.ids.extend(int(t) for t in value.reshape(-1).tolist())
+                super().put(value)
+
+        return CountingStreamer(self.tokenizer)
 
     # -- generation ---------------------------------------------------------------------------
 
-    def stream(self, turns: list[Turn], params: GenerationParams) -> Iterator[str]:
-        return self._stream(turns, params)
+    def stream(self, turns: list[Turn], params: GenerationParams) -> Reply:
+        usage: dict[str, int] = {}
+        return Reply(self._stream(turns, params, usage=usage), usage)
 
     def _generation_inputs(self, turns: list[Turn]) -> dict[str, Any]:
         """Generation inputs, continuing from the KV cache of the prompt's images when it is kept.
@@ -506,8 +519,12 @@ class TransformersEngine(Engine):
         }
 
     def _stream(
-        self, turns: list[Turn], params: GenerationParams, extra_processors: Sequence[Any] = ()
-    ) -> Iterator[str]:
+        self,
+        turns: list[Turn],
+        params: GenerationParams,
+        extra_processors: Sequence[Any] = (),
+        usage: dict[str, int] | None = None,
+    ) -> Generator[str, None, None]:
         import torch
 
         inputs = self._generation_inputs(turns)
@@ -550,6 +567,16 @@ class TransformersEngine(Engine):
             logger.debug("prompt of %d tokens, generation ran %.2fs", prompt_len, time.perf_counter() - t0)
         if failure:
             raise EngineError(f"generation failed: {failure[0]}") from failure[0]
+        if usage is not None:
+            # The ids generated, not the text re-tokenized (which need not give them back); a reply
+            # that neither ended its turn nor met a stop string ran out of max_new_tokens.
+            ids = streamer.ids
+            ended = bool(ids) and ids[-1] in EOS_IDS
+            usage.update(
+                prompt_tokens=prompt_len,
+                completion_tokens=len(ids) - int(ended),
+                cut=int(not ended and not stops.done),
+            )
 
     def generate_batch(self, prompts: list[list[Turn]], params: GenerationParams) -> list[str]:
         """One ``generate`` over all prompts (left-padded); each reply as :meth:`stream` would give it."""

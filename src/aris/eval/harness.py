@@ -108,7 +108,8 @@ def truncated(result: dict[str, Any], max_new_tokens: int) -> bool:
     max_new_tokens = int((result.get("params") or {}).get("max_new_tokens") or max_new_tokens)
     text = first.get("text") if steps else result.get("text")
     thought = first.get("thought") if steps else result.get("thought")
-    return used >= max_new_tokens or bool(thought and not (text or "").strip())
+    cut = bool(first["cut"]) if "cut" in first else used >= max_new_tokens
+    return cut or bool(thought and not (text or "").strip())
 
 
 def score_items(

@@ -24,7 +24,7 @@ from typing import Any
 from PIL import Image
 
 from aris.context import Cancelled
-from aris.generate import generate
+from aris.generate import generate, was_cut
 from aris.prompt import Turn, build_turns, count_images, render
 from aris.result import Result
 from aris.server.errors import APIError, error_body, from_aris
@@ -177,7 +177,7 @@ class ChatService:
 
     @staticmethod
     def _finish_reason(p: Prepared, result: Result) -> str:
-        return "length" if result.usage.get("completion_tokens", 0) >= p.params.max_new_tokens else "stop"
+        return "length" if was_cut(result.usage, p.params.max_new_tokens) else "stop"
 
     async def complete(self, p: Prepared) -> dict[str, Any]:
         result: Result | None = None

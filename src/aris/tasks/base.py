@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from aris.context import RunContext
 from aris.engines.base import Engine
 from aris.errors import BudgetError, ConfigError, InputError, OutputError, PromptError
-from aris.generate import generate
+from aris.generate import generate, was_cut
 from aris.inputs.base import Kind, PreparedInput
 from aris.prompt import build_turns, count_images, render
 from aris.result import Result, Timings
@@ -142,7 +142,7 @@ class Trace:
         return result
 
     def cut_warnings(self) -> list[str]:
-        """A warning for each reply that used its whole token budget and was not replaced by a repair.
+        """A warning for each reply that stopped for want of room and was not replaced by a repair.
 
         Such a reply may stop mid-sentence ("IMPRESSION: No evidence of"): the reader must be told.
         """
@@ -150,17 +150,19 @@ class Trace:
         out = []
         for i, (name, r) in enumerate(self.results):
             budget = int(r.params.get("max_new_tokens") or 0)
-            if (
-                not budget
-                or r.usage.get("completion_tokens", 0) < budget
-                or f"{name}-repair" in names[i + 1 :]
-            ):
+            if not was_cut(r.usage, budget) or f"{name}-repair" in names[i + 1 :]:
                 continue
             step = "" if name == "answer" else f" ({name})"
-            out.append(
-                f"the reply{step} used all {budget} new tokens it was allowed and may be cut off; "
-                "raise max_new_tokens to let it finish"
-            )
+            used = r.usage.get("completion_tokens", 0)
+            if used >= budget:
+                why = f"used all {budget} new tokens it was allowed and may be cut off; raise max_new_tokens"
+            else:
+                why = (
+                    f"stopped after {used} of {budget} new tokens because the engine's context was full, "
+                    "and may be cut off; raise the context (--n-ctx, a server's context length) or send "
+                    "fewer images"
+                )
+            out.append(f"the reply{step} {why}")
         return out
 
     def steps(self) -> list[dict[str, Any]]:
@@ -172,6 +174,7 @@ class Trace:
                 "thought": r.thought,
                 "prompt_tokens": r.usage.get("prompt_tokens", 0),
                 "completion_tokens": r.usage.get("completion_tokens", 0),
+                **({"cut": r.usage["cut"]} if "cut" in r.usage else {}),
                 "images": r.usage.get("images", 0),
                 "first_token_s": r.timings.first_token_s,
                 "generate_s": r.timings.generate_s,

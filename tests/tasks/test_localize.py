@@ -77,6 +77,13 @@ def test_normalize_box(raw: list[float], expected: list[float], note: str | None
         ([100, 200, 100, 400], "no area"),
         (["a", 1, 2, 3], "numbers"),
         ("100,200,300,400", "4 numbers"),
+        ([float("nan"), 100, 700, 450], "finite"),  # NaN fails every comparison: passed every check
+        (["nan", 100, 700, 450], "finite"),
+        (["NaN", 100, 700, 450], "finite"),
+        ([100, 100, 700, float("inf")], "finite"),
+        ([float("-inf"), 100, 700, 450], "finite"),
+        (["Infinity", 100, 700, 450], "finite"),
+        ([True, 100, 700, 450], "numbers"),  # float(True) is 1.0
     ],
 )
 def test_normalize_box_rejects(raw: object, why: str) -> None:
@@ -146,3 +153,27 @@ def test_all_boxes_bad_fails_validation_then_is_repaired() -> None:
     assert result.repaired
     assert result.parsed["boxes"][0]["box_px"] == {"x0": 2.0, "y0": 1.0, "x1": 40.0, "y1": 50.0}
     assert "outside 0..1000" in engine.prompts[1]  # the repair prompt names the problem
+
+
+def test_a_nan_coordinate_in_the_reply_is_a_parse_error_and_repaired() -> None:
+    # JSON NaN / Infinity decode to floats in Python; a box with y0 = nan must never be accepted
+    engine = FakeEngine(
+        replies=[
+            '[{"box_2d": [NaN, 100, 700, 450], "label": "heart"}]',
+            '[{"box_2d": [10, 20, 500, 400], "label": "heart"}]',
+        ]
+    )
+    result = get_task("cxr-localize").run(engine, [_prepared(Image.new("RGB", (100, 100)))])
+    assert result.repaired
+    assert "finite" in engine.prompts[1]
+    assert result.parsed["boxes"][0]["box_2d"] == [10.0, 20.0, 500.0, 400.0]
+
+
+def test_an_infinite_box_beside_a_good_one_is_rejected_with_a_warning() -> None:
+    reply = (
+        '[{"box_2d": [10, 20, 500, 400], "label": "heart"},'
+        ' {"box_2d": [10, 20, Infinity, 400], "label": "right lung"}]'
+    )
+    out = get_task("cxr-localize").parse(reply, [_prepared(Image.new("RGB", (100, 100)))], {})
+    assert [b.label for b in out.boxes] == ["heart"]
+    assert any("right lung" in w and "finite" in w for w in out.warnings)

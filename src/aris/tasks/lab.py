@@ -3,7 +3,13 @@
 One call per page (not all pages at once): a page is one image of 256 tokens and its tests fit the
 reply budget, so a long report is not cut off mid-list, a failed page is repaired alone, and each
 page is one step in the record. Tests that appear on two pages (a repeated header row, a result
-continued overleaf) are merged afterwards by (name, result, unit), keeping every non-empty field.
+continued overleaf) are merged afterwards: same name, result (comparison signs kept) and unit, and no
+field that differs between the two (collection time, specimen, ...), keeping every non-empty field.
+
+Replies in other shapes are read without dropping anything silently: tests grouped by panel
+(``{"Renal Function": [...], ...}``) are all kept, the panel taken from the key; common alternative
+keys (``units``, ``reference_range``, ...) map to their field; any other key with a value is a
+warning naming it.
 
 Source: the page images by default (the recipe MedGemma was evaluated on); with ``source="text"``
 (or automatically on an engine without vision) the PDF's text layer is sent instead.
@@ -19,6 +25,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     PrivateAttr,
     ValidationError,
     field_validator,
@@ -73,6 +80,88 @@ def collection_time(value: str) -> str:
     return text
 
 
+# Other spellings models use for the fields; keys compare lower-case, spaces and hyphens as "_".
+ALIASES: dict[str, str] = {
+    **dict.fromkeys(("test", "test_name", "analyte", "parameter", "investigation"), "name"),
+    **dict.fromkeys(("value", "result_value", "observed_value"), "result"),
+    **dict.fromkeys(("units", "uom", "unit_of_measure"), "unit"),
+    **dict.fromkeys(
+        (
+            "reference_range",
+            "ref_range",
+            "normal_range",
+            "reference",
+            "reference_interval",
+            "ref_interval",
+            "biological_reference_interval",
+        ),
+        "range",
+    ),
+    **dict.fromkeys(("panel_name", "test_panel"), "panel"),
+    **dict.fromkeys(("methodology",), "method"),
+    **dict.fromkeys(("sample", "sample_type", "specimen_type"), "specimen"),
+    **dict.fromkeys(
+        (
+            "collection_time",
+            "collection_date",
+            "collection_datetime",
+            "collection_date_time",
+            "collected",
+            "collected_at",
+            "collected_on",
+            "sample_time",
+            "sample_collection_date",
+        ),
+        "sample_collection_time",
+    ),
+}
+
+
+def field_of(key: Any) -> str | None:
+    """The LabTest field a reply's key names (its own name or a common alternative), or None."""
+    if not isinstance(key, str):
+        return None
+    k = re.sub(r"[\s\-]+", "_", key.strip().lower())
+    return k if k in FIELDS else ALIASES.get(k)
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def canonical_item(raw: dict[Any, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A reply's test object with its keys mapped to the fields, and a note for every value not kept.
+
+    A field's own key wins over an alternative spelling; an alternative (or an unknown key) whose
+    value is not kept is named in a note, never dropped silently.
+    """
+    out: dict[str, Any] = {}
+    notes: list[str] = []
+    # the fields' own keys first, then the alternatives in the reply's order
+    for key in sorted(raw, key=lambda k: field_of(k) != k):
+        value = raw[key]
+        field = field_of(key)
+        if field is None:
+            if not _blank(value):
+                notes.append(f"key {key!r} is not a lab test field; its value {_shown(value)} was not kept")
+            continue
+        if _blank(out.get(field)):
+            if field not in out or not _blank(value):
+                out[field] = value
+            continue
+        if not _blank(value) and str(value).strip() != str(out[field]).strip():
+            notes.append(
+                f"key {key!r} {_shown(value)} differs from {field} {_shown(out[field])}; "
+                f"{field} kept, {key!r} not kept"
+            )
+    return out, notes
+
+
 class LabTest(BaseModel):
     model_config = ConfigDict(coerce_numbers_to_str=True, extra="ignore")
 
@@ -96,6 +185,18 @@ class LabTest(BaseModel):
         return v.strip()
 
     _time_note: str | None = PrivateAttr(default=None)
+    _key_notes: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keys(cls, data: Any, handler: ModelWrapValidatorHandler[LabTest]) -> LabTest:
+        """Alternative keys mapped to the fields; every value not kept is recorded in ``key_notes``."""
+        if not isinstance(data, dict):
+            return handler(data)
+        mapped, notes = canonical_item(data)
+        test = handler(mapped)
+        test._key_notes = notes
+        return test
 
     @model_validator(mode="after")
     def _time(self) -> LabTest:
@@ -117,6 +218,11 @@ class LabTest(BaseModel):
         """Why ``sample_collection_time`` is not in the normal form, when it is not."""
         return self._time_note
 
+    @property
+    def key_notes(self) -> list[str]:
+        """The reply's values this test did not keep (unknown keys, conflicting alternatives)."""
+        return list(self._key_notes)
+
 
 class LabOut(Output):
     tests: list[LabTest]
@@ -132,30 +238,70 @@ class LabOptions(TaskOptions):
     prompts: R.PromptSet = R.prompts_field()
 
 
+# keys that wrap the list of tests rather than name a panel
+_WRAPPERS = {"tests", "lab tests", "results", "lab results", "data", "items", "rows"}
+
+
+def _rows(value: Any) -> tuple[list[tuple[str, Any, str]], list[str]]:
+    """Each test object of a reply as (label for errors, object, panel from the reply's grouping), and
+    notes. A dict of several lists (tests grouped by panel) keeps every list; nothing is dropped
+    without a note."""
+    if isinstance(value, list):
+        return [(f"item {i}", v, "") for i, v in enumerate(value)], []
+    lists = {k: v for k, v in value.items() if isinstance(v, list)}
+    grouped = any(isinstance(x, dict) for v in lists.values() for x in v)
+    if not lists or (not grouped and any(field_of(k) == "name" for k in value)):
+        return [("item 0", value, "")], []  # one test alone
+    groups: list[tuple[str, list[Any]]] = []
+    notes: list[str] = []
+    for key, v in value.items():
+        if isinstance(v, list):
+            groups.append((str(key), v))
+        elif isinstance(v, dict) and any(field_of(k) == "name" for k in v):
+            groups.append((str(key), [v]))  # a group of one test written as an object
+        elif not _blank(v) and v != {}:
+            notes.append(f"key {key!r} outside the tests: its value {_shown(v)} was not kept")
+    if len(groups) == 1:
+        return [(f"item {i}", v, "") for i, v in enumerate(groups[0][1])], notes
+    rows: list[tuple[str, Any, str]] = []
+    for key, items in groups:
+        panel = "" if norm(key) in _WRAPPERS else key.strip()
+        rows.extend((f"{key} item {i}", v, panel) for i, v in enumerate(items))
+    notes.append(
+        f"the reply grouped its tests under {len(groups)} keys ({', '.join(k for k, _ in groups)}); "
+        "every group was kept, its key as the panel of tests that name none"
+    )
+    return rows, notes
+
+
 def parse_page(text: str) -> PageTests:
     """One page's reply -> validated tests. A cut-off list keeps its complete items (with a warning)."""
     found = extract_json(text, (list, dict))
-    items = found.value
-    if isinstance(items, dict):
-        items = next((v for v in items.values() if isinstance(v, list)), [items])
+    rows, notes = _rows(found.value)
     errors: list[str] = []
     tests: list[LabTest] = []
-    for i, item in enumerate(items):
+    for label, item, panel in rows:
         if not isinstance(item, dict):
-            errors.append(f"item {i}: not an object")
+            errors.append(f"{label}: not an object")
             continue
+        name = canonical_item(item)[0].get("name")
         try:
-            tests.append(LabTest.model_validate(item))
+            test = LabTest.model_validate(item)
         except ValidationError as e:
             errors.extend(
-                f"item {i}{' (' + str(item.get('name')) + ')' if item.get('name') else ''}: "
+                f"{label}{' (' + str(name) + ')' if name else ''}: "
                 f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
                 for err in e.errors(include_url=False)
             )
+            continue
+        if panel and not test.panel:
+            test.panel = panel
+        tests.append(test)
     if errors:
         raise ParseError(errors)
+    keys = [f"{t.name}: {n}" for t in tests for n in t.key_notes]
     dates = [f"{t.name}: {t.time_note}" for t in tests if t.time_note]
-    return PageTests(tests, [*found.notes, *dates])
+    return PageTests(tests, [*found.notes, *notes, *keys, *dates])
 
 
 class PageTests(list[LabTest]):
@@ -166,24 +312,42 @@ class PageTests(list[LabTest]):
         self.notes = list(notes or [])
 
 
+def _same(field: str, a: str, b: str) -> bool:
+    """Whether two printed values are the same: whitespace ignored, and case too except in units
+    (mU and MU differ); comparison signs and every other character count (">60" is not "<60")."""
+    if field == "name":
+        return norm(a) == norm(b)
+    a, b = "".join(a.split()), "".join(b.split())
+    return a == b if field == "unit" else a.casefold() == b.casefold()
+
+
+def _mergeable(first: LabTest, t: LabTest) -> bool:
+    """The same test seen again: same name, result and unit, and every other field the same or
+    blank in one of them (a different collection time, specimen, method, ... is another test)."""
+    return all(
+        _same(f, getattr(first, f), getattr(t, f))
+        for f in FIELDS
+        if f in ("name", "result", "unit") or (getattr(first, f) and getattr(t, f))
+    )
+
+
 def merge_tests(pages: list[list[LabTest]]) -> tuple[list[LabTest], int]:
-    """All pages' tests in order; the same (name, result, unit) seen again fills the first's blanks."""
-    merged: dict[tuple[str, str, str], LabTest] = {}
-    order: list[tuple[str, str, str]] = []
+    """All pages' tests in order; the same test seen again (see ``_mergeable``) fills the first's
+    blanks. A row that could be the same as several earlier ones is kept as its own row."""
+    merged: list[LabTest] = []
     dups = 0
     for tests in pages:
         for t in tests:
-            key = (norm(t.name), norm(t.result), norm(t.unit))
-            if key in merged:
-                dups += 1
-                first = merged[key]
-                merged[key] = first.model_copy(
-                    update={f: getattr(t, f) for f in FIELDS if not getattr(first, f) and getattr(t, f)}
-                )
-            else:
-                merged[key] = t
-                order.append(key)
-    return [merged[k] for k in order], dups
+            same = [i for i, first in enumerate(merged) if _mergeable(first, t)]
+            if len(same) != 1:
+                merged.append(t)
+                continue
+            dups += 1
+            first = merged[same[0]]
+            merged[same[0]] = first.model_copy(
+                update={f: getattr(t, f) for f in FIELDS if not getattr(first, f) and getattr(t, f)}
+            )
+    return merged, dups
 
 
 class LabExtract(Task):

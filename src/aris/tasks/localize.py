@@ -6,7 +6,8 @@ The model sees the film padded to a square (symmetric zero padding of the short 
 
 Validation rules (applied the same way to every box):
 
-* four numbers, else the box is rejected;
+* four finite numbers, else the box is rejected (NaN and infinity, in JSON or as strings, and
+  true/false are not coordinates);
 * all four in [0, 1] with at least one written as a float (``0.5``, ``1.0``): fractions of the square
   (the paper's wording), scaled by 1000; integers (``[0, 0, 1, 1]``) and anything larger are 0..1000;
 * outside 0..1000 after that: rejected (no silent clipping of a value the model got wrong);
@@ -21,6 +22,7 @@ good boxes keeps those and lists the rejected ones as warnings.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -107,10 +109,15 @@ def normalize_box(values: Any) -> tuple[list[float], list[str]]:
     """A validated ``[y0, x0, y1, x1]`` in 0..1000 and the caveats, or ValueError saying why not."""
     if not isinstance(values, list | tuple) or len(values) != 4:
         raise ValueError(f"box_2d must be 4 numbers [y0, x0, y1, x1], got {values!r}")
+    if any(isinstance(x, bool) for x in values):  # float(True) is 1.0: not a coordinate
+        raise ValueError(f"box_2d must be numbers, got {values!r}")
     try:
         v = [float(x) for x in values]
     except (TypeError, ValueError):
         raise ValueError(f"box_2d must be numbers, got {values!r}") from None
+    # every comparison with NaN is false, so a NaN would pass every check below
+    if not all(math.isfinite(x) for x in v):
+        raise ValueError(f"box_2d must be finite numbers, got {values!r}")
     notes: list[str] = []
     # JSON 1.0 is a float, 1 an int: a float anywhere in an all-[0, 1] box means fractions
     if all(0.0 <= x <= 1.0 for x in v) and any(isinstance(x, float) or "." in str(x) for x in values):

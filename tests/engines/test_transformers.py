@@ -407,6 +407,8 @@ def test_adapter_is_applied(engine: TransformersEngine, tiny_vlm: Path, tmp_path
     turns = build_turns([Message.user("Hello there")])
     params = GenerationParams(max_new_tokens=16)
     got = "".join(tuned.stream(turns, params))
+    # The answer is attributed to the adapter, not to the base model alone.
+    assert generate(tuned, [Message.user("Hello there")], params).model == f"{tiny_vlm}+adapter"
     tuned.close()
 
     by_hand = PeftModel.from_pretrained(

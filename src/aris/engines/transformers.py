@@ -288,6 +288,9 @@ class TransformersEngine(Engine):
             self.dtype = _torch_dtype("bfloat16", self.device)
         adapter_dir = _check_adapter(adapter) if adapter is not None else None
         self.adapter = str(adapter_dir) if adapter_dir else None
+        if adapter_dir is not None:
+            # The answers are the adapter's: a result, an SR and the server's model list say so.
+            self.model_id = f"{model}+{adapter_dir.name}"
         self.max_images = max_images
         self.model: Any = None
         folder = resolve_model(model)

@@ -242,3 +242,104 @@ def test_eval_reads_yes_no_the_same_way() -> None:
         "no",
         None,
     ]
+
+
+# -- the scope of a negation (NegEx): what follows the trigger, never another finding's answer ---------
+
+
+@pytest.mark.parametrize(
+    ("answer", "finding"),
+    [
+        ("Large right pneumothorax, no mediastinal shift.", "pneumothorax"),
+        ("Small left pleural effusion. No pneumothorax.", "pleural effusion"),
+        ("There is a small pneumothorax without tension.", "pneumothorax"),
+        ("Acute subdural hematoma with no midline shift", "subdural hematoma"),
+        ("The pneumothorax has not resolved.", "pneumothorax"),
+        ("The pneumothorax hasn't resolved", "pneumothorax"),
+        ("Pneumothorax persists, not resolved", "pneumothorax"),
+        ("unresolved pneumothorax", "pneumothorax"),
+        ("pneumothorax resolved with residual effusion", "effusion"),
+        ("Right pleural effusion is present", "right pleural effusion"),
+        ("Bilateral pleural effusions are present", "left pleural effusion"),
+    ],
+)
+def test_a_finding_named_before_another_findings_negation_is_affirmed(answer: str, finding: str) -> None:
+    assert read_yes_no(answer, finding=finding).reading == "yes"
+
+
+@pytest.mark.parametrize(
+    ("answer", "finding"),
+    [
+        ("Small left pleural effusion. No pneumothorax.", "pneumothorax"),
+        ("Acute subdural hematoma with no midline shift", "midline shift"),
+        ("Edema is present without hemorrhage", "hemorrhage"),
+        ("The pneumothorax has resolved", "pneumothorax"),
+        ("No pneumothorax or effusion", "effusion"),
+        ("No hemorrhage, edema, or mass effect", "edema"),
+        ("Hemorrhage - none", "hemorrhage"),
+        ("Hemorrhage: no evidence", "hemorrhage"),
+        ("hemorrhage or mass effect: absent", "hemorrhage"),
+        ("No right pleural effusion. Left pleural effusion is present.", "right pleural effusion"),
+        ("No pneumothorax on either side", "pneumothorax"),
+    ],
+)
+def test_negations_still_read_no(answer: str, finding: str) -> None:
+    assert read_yes_no(answer, finding=finding).reading == "no"
+
+
+def test_without_the_finding_a_reply_that_affirms_one_thing_and_negates_another_is_unreadable() -> None:
+    for answer in (
+        "Large right pneumothorax, no mediastinal shift.",
+        "Small left pleural effusion. No pneumothorax.",
+        "Acute subdural hematoma with no midline shift",
+    ):
+        assert read_yes_no(answer).reason == "contradiction"
+
+
+def test_another_findings_negation_is_not_borrowed() -> None:
+    r = read_yes_no("Normal heart size, no pneumothorax", finding="cardiomegaly")
+    assert (r.reading, r.reason) == ("unreadable", "no answer")
+
+
+@pytest.mark.parametrize(
+    ("answer", "finding", "reason"),
+    [
+        ("There is a possibility of pneumothorax", "pneumothorax", "hedge"),
+        ("There is a high probability of pneumonia", "pneumonia", "hedge"),
+        ("There is a high likelihood of pneumonia", "pneumonia", "hedge"),
+        ("There is a potential small pneumothorax", "pneumothorax", "hedge"),
+        ("Findings favor pneumonia", "pneumonia", "hedge"),
+        ("Findings consistent with pneumonia", "pneumonia", "hedge"),
+        ("Not assessed", "hemorrhage", "hedge"),
+        ("Not evaluated (outside the scanned field of view)", "hemorrhage", "hedge"),
+        ("The lung bases were not imaged", "pneumothorax", "hedge"),
+        ("There is a hyperdensity, hemorrhage or calcification", "hemorrhage", "hedge"),
+        ("Left pleural effusion is present", "right pleural effusion", "no answer"),
+        ("Yes, left pleural effusion", "right pleural effusion", "no answer"),
+        ("Right pleural effusion is present", "bilateral pleural effusion", "no answer"),
+        ("No pneumothorax, small left effusion", "effusion", "contradiction"),
+        ("Hemorrhage is not the case", "hemorrhage", "contradiction"),
+    ],
+)
+def test_what_cannot_be_read_for_the_finding_is_unreadable(answer: str, finding: str, reason: str) -> None:
+    r = read_yes_no(answer, finding=finding)
+    assert (r.reading, r.reason) == ("unreadable", reason)
+
+
+def test_no_findings_consistent_with_is_a_negation() -> None:
+    assert read_yes_no("No findings consistent with pneumonia", finding="pneumonia").reading == "no"
+    assert read_yes_no("hemorrhage is not visualized", finding="hemorrhage").reading == "no"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Pneumothorax: not identified on the left",
+        "Pneumothorax, absent on the left",
+        "Pneumothorax: none in the left lung",
+        "Pneumothorax: negative for the left side",
+    ],
+)
+def test_a_negated_place_never_affirms_the_finding_named_before_it(answer: str) -> None:
+    assert read_yes_no(answer, finding="pneumothorax").reading != "yes"
+    assert read_yes_no(answer).reading != "yes"

@@ -320,7 +320,11 @@ def run_label(run: dict[str, Any]) -> str:
     """A run's short name: its model, and the adapter over it (base, SFT and GRPO runs share a model)."""
     label = Path(str(run["model"])).name
     adapter = (run.get("settings") or {}).get("adapter")
-    return f"{label} + {Path(str(adapter)).name}" if adapter else label
+    if not adapter:
+        return label
+    name = Path(str(adapter)).name
+    # the engine names its model "base+adapter" (runs recorded before that: the base alone)
+    return f"{label.removesuffix('+' + name)} + {name}"
 
 
 def compare_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -137,3 +137,102 @@ def test_match_option_refuses_what_is_not_exactly_one_option(answer: str) -> Non
 
 def test_lettered_is_the_multiple_choice_layout() -> None:
     assert lettered(["yes", "no"]) == "A. yes\nB. no"
+
+
+CHANGES = ["improved", "stable", "worsened"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "options"),
+    [
+        ("unimproved", CHANGES),
+        ("disimproved", CHANGES),
+        ("un-improved", CHANGES),
+        ("unstable", CHANGES),
+        ("abnormal", ["normal", "mild", "severe"]),
+        ("Atypical pneumonia", ["Typical pneumonia", "Heart failure"]),
+        ("Typical pneumonia? No: atypical pneumonia", ["Typical pneumonia", "Heart failure"]),
+    ],
+)
+def test_a_reversing_prefix_never_chooses_the_word_it_reverses(answer: str, options: list[str]) -> None:
+    assert match_option(answer, options) is None
+
+
+def test_a_prefixed_word_that_is_itself_an_option_is_read() -> None:
+    assert (
+        match_option("atypical pneumonia", ["Typical pneumonia", "Atypical pneumonia"])
+        == "Atypical pneumonia"
+    )
+    assert match_option("unchanged", CHANGES, aliases={"stable": ("unchanged",)}) == "stable"
+
+
+def test_fuzzy_off_takes_no_near_miss() -> None:
+    assert match_option("improvd", CHANGES) == "improved"
+    assert match_option("improvd", CHANGES, fuzzy=False) is None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "moderately severe NPDR",
+        "mildly moderate",
+        "severely proliferative DR",
+    ],
+)
+def test_a_grade_between_two_options_is_neither(answer: str) -> None:
+    assert match_option(answer, DR, aliases=DR_ALIASES) is None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Cushing syndrome can be excluded",
+        "Cushing syndrome can be ruled out",
+        "Cushing syndrome may be excluded",
+        "Cushing syndrome could have been ruled out",
+        "Cushing syndrome is less likely",
+        "Cushing syndrome is very unlikely",
+    ],
+)
+def test_an_option_ruled_out_after_its_name_is_not_chosen(answer: str) -> None:
+    options = ["Hypothyroidism", "Addison disease", "Cushing syndrome"]
+    assert match_option(answer, options) is None
+    assert match_option(f"{answer}; Addison disease", options) == "Addison disease"
+
+
+@pytest.mark.parametrize(
+    ("reply", "short"),
+    [
+        (
+            "Final Answer:\n- Pneumothorax: yes\n- Pleural effusion: no",
+            "Pneumothorax: yes; Pleural effusion: no",
+        ),
+        ("Final Answer:\n* yes\n* no", "yes; no"),
+        (
+            "Final Answer: Pneumothorax: yes\n\nPleural effusion: no",
+            "Pneumothorax: yes; Pleural effusion: no",
+        ),
+        ("Final Answer:\n- B", "B"),
+        ("Final Answer: B\n- because of the Kerley lines", "B"),
+        ("Final Answer: 3.5\n4.5 was the prior", "3.5"),
+    ],
+)
+def test_a_final_answer_that_is_a_list_is_every_line(reply: str, short: str) -> None:
+    assert final_answer(reply) == short
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Final Answer:\n- Pneumothorax: yes\n- Pleural effusion: no",
+        "Final Answer: Pneumothorax: yes\nPleural effusion: no",
+        "**Final Answer:**\n* Pneumothorax: yes\n* Pleural effusion: no",
+    ],
+)
+def test_a_listed_answer_is_never_read_by_another_findings_line(reply: str) -> None:
+    from aris.tasks.yesno import read_reply
+
+    # the finding's own line decides, or the reply is unreadable; never the first line's yes
+    assert read_reply(reply, finding="pleural effusion").value in (None, "no")
+    assert read_reply(reply, finding="pneumothorax").value in (None, "yes")
+    assert read_reply(reply).value is None

@@ -56,7 +56,8 @@ CHOICE_SETS: dict[str, ChoiceSet] = {
             "debris": ("DEB", "necrosis", "necrotic debris"),
             "lymphocytes": ("LYM", "lymphocyte"),
             "mucus": ("MUC", "mucin"),
-            "smooth muscle": ("MUS", "muscle"),
+            # not a bare "muscle": it would read "skeletal muscle" as smooth muscle
+            "smooth muscle": ("MUS", "smooth muscle tissue"),
             "normal colon mucosa": ("NORM", "normal mucosa", "normal colonic mucosa"),
             "cancer-associated stroma": ("STR", "stroma", "tumor stroma"),
             "colorectal adenocarcinoma epithelium": ("TUM", "adenocarcinoma", "tumor epithelium", "tumor"),
@@ -195,9 +196,13 @@ class Classify(Task):
         reply: str | None = None
         try:
             value = extract_json(text, dict).value
-            reply = str(value.get("answer", "")) if isinstance(value, dict) else None
         except ParseError:
-            reply = None
+            value = None
+        if isinstance(value, dict) and "answer" in value:
+            if not isinstance(value["answer"], str):
+                # {"answer": null} is no answer, not the option "none" stands for
+                raise ParseError(f'"answer" must be one of the options as a string, not {value["answer"]!r}')
+            reply = value["answer"]
         if not reply:
             reply = final_answer(text) or text
         if not reply.strip():

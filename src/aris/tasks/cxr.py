@@ -48,13 +48,26 @@ _HEADING = re.compile(
 
 
 def report_sections(text: str) -> dict[str, str]:
-    """The text under each heading (lower-cased name -> text), for headings at a line start."""
+    """The text under each heading (lower-cased name -> text), for headings at a line start.
+
+    A FINDINGS or IMPRESSION heading written twice (a draft then a revision, two reports) is a
+    ParseError: which one is the report is not for the parser to guess.
+    """
     marks = list(_HEADING.finditer(text))
     out: dict[str, str] = {}
+    repeated: list[str] = []
     for i, m in enumerate(marks):
         end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
         body = text[m.end() : end].strip()
-        out.setdefault(m.group(1).lower(), body)
+        name = m.group(1).lower()
+        if name in out and name in ("findings", "impression") and name.upper() not in repeated:
+            repeated.append(name.upper())
+        out.setdefault(name, body)
+    if repeated:
+        raise ParseError(
+            f"the reply has more than one {' and more than one '.join(h + ':' for h in repeated)} section; "
+            "write a single report"
+        )
     return out
 
 
@@ -112,7 +125,18 @@ class CxrReport(Task):
 
 CHANGES = ("improved", "stable", "worsened")
 CHANGE_ALIASES = {
-    "improved": ("improving", "improvement", "better", "resolved", "resolving", "decreased"),
+    "improved": (
+        "improving",
+        "improvement",
+        "better",
+        "resolved",
+        "resolving",
+        "decreased",
+        "regressed",  # a finding that regresses gets better
+        "regressing",
+        "regression",
+        "regress",
+    ),
     "stable": ("unchanged", "no change", "same", "no interval change", "stable appearance"),
     "worsened": ("worse", "worsening", "increased", "progressed", "progression", "new"),
 }
@@ -205,7 +229,9 @@ class CxrCompare(Task):
             if key is None:
                 errors.append(f"changes.{finding}: missing")
                 continue
-            value = match_option(raw[key], CHANGES, aliases=CHANGE_ALIASES)
+            # no near misses: the change words are short and near their opposites ("regressed" is one
+            # letter from "progressed", "changed" from "unchanged", "unstable" from "stable")
+            value = match_option(raw[key], CHANGES, aliases=CHANGE_ALIASES, fuzzy=False)
             if value is None:
                 errors.append(
                     f"changes.{finding}: {raw[key]!r} is not one of improved/stable/worsened (A/B/C)"

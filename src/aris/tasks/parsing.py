@@ -44,7 +44,7 @@ def answer_only(text: str) -> str:
 # "Final Answer:" anywhere (bold tolerated), or "Final Answer" alone on its line as a markdown
 # heading or bold label ("### Final Answer", "**Final Answer**") with the answer below it.
 _FINAL = re.compile(
-    r"\**\s*final\s+answer\s*\**\s*[:：]\s*\**|^[ \t#>*_]*final\s+answer[ \t*_]*$",
+    r"\**\s*final\s+answer\s*\**\s*[:：][ \t]*\**|^[ \t#>*_]*final\s+answer[ \t*_]*$",
     re.IGNORECASE | re.MULTILINE,
 )
 
@@ -57,16 +57,36 @@ def after_final_answer(text: str) -> str | None:
     return None if last is None else text[last.end() :].strip()
 
 
+# A line of a list the answer may be: "- Pneumothorax: yes", "2) no", "Pleural effusion: no".
+_LIST_ITEM = re.compile(r"^\s*(?:[-*•+]|\d{1,2}[.)])\s+(?=\S)")
+_BULLET = re.compile(r"^\s*[-•+]\s+(?=\S)")
+_LABELLED = re.compile(r"^\s*[*_]*[^:\s][^:]{0,59}[:：]\s*\S")
+
+
 def final_answer(text: str) -> str | None:
-    """The short answer after the last "Final Answer:": first non-empty line, quotes and bold removed."""
+    """The short answer after the last "Final Answer:", quotes and bold removed; or None.
+
+    Usually its first non-empty line. An answer that is a list ("- Pneumothorax: yes" then
+    "- Pleural effusion: no", bulleted, numbered or one "label: value" a line) is every item of the
+    list, joined by "; " ("Pneumothorax: yes; Pleural effusion: no"): its first line alone would
+    answer for the whole list.
+    """
     tail = after_final_answer(answer_only(text))
     if tail is None:
         return None
-    for line in tail.splitlines():
-        cleaned = clean_short(line)
-        if cleaned:
-            return cleaned
-    return None
+    lines = [ln for ln in tail.splitlines() if clean_short(ln)]
+    if not lines:
+        return None
+    block: list[str] = []
+    for line in lines:
+        if not (_LIST_ITEM.match(line) or _LABELLED.match(line)):
+            break
+        block.append(clean_short(_LIST_ITEM.sub("", line)))
+    if len(block) > 1:
+        # "; ", not a new line: the yes/no reader folds lines together, and would read "Pneumothorax:
+        # yes" then "Pleural effusion: no" as "pneumothorax" answered by the "no" after it
+        return "; ".join(block)
+    return clean_short(_BULLET.sub("", lines[0]))
 
 
 def clean_short(text: str) -> str:
@@ -224,12 +244,18 @@ def match_option(
     aliases: Mapping[str, Iterable[str]] | None = None,
     letters: bool = True,
     cutoff: float = 0.8,
+    fuzzy: bool = True,
 ) -> str | None:
     """Map a model's answer to exactly one option, or None when it names none or several.
 
     Accepts the option itself in any case/punctuation, its letter ("B", "(B)", "B. mild",
     "Option B") when ``letters``, a declared alias, a unique option named inside a longer answer,
-    and a near-miss spelling (difflib ratio >= ``cutoff``).
+    and a near-miss spelling (difflib ratio >= ``cutoff``; none when not ``fuzzy``).
+
+    A reply word that is an option's word with a reversing prefix ("unimproved", "abnormal",
+    "atypical", "unstable") never lets a near miss or a word inside the answer choose that option:
+    it is None. So is a form graded by another option's adverb ("moderately severe" where moderate
+    is an option), and one the answer only declines to exclude ("Cushing syndrome cannot be excluded").
 
     An option named inside a longer answer does not count where a negation governs it ("not
     pneumonia", "no longer improving", "rather than edema", "pneumonia is absent"). Options that are
@@ -244,7 +270,8 @@ def match_option(
         forms[norm(opt)] = opt
         for alias in (aliases or {}).get(opt, ()):
             forms.setdefault(norm(alias), opt)
-    key = norm(raw)
+    joined = _PREFIX_HYPHEN.sub(r"\1", raw)  # "un-improved" is "unimproved"
+    key = norm(joined)
     if key in forms:
         return forms[key]
     if letters:
@@ -259,21 +286,53 @@ def match_option(
     if {"yes", "no"} <= set(by_norm) <= {"yes", "no", "maybe"}:
         value = read_yes_no(raw).value
         return by_norm[value] if value is not None else None
+    vocab = {w for f in forms for w in f.split()}
+    reversed_ = _reversed_words(key, vocab)
+
+    def unless_reversed(option: str) -> str | None:
+        # "unimproved" chose improved only by a near miss or a word inside it: never accept that
+        words = {w for f, o in forms.items() if o == option for w in f.split()}
+        return None if reversed_ & words else option
+
     # a unique option (or alias) named as whole words inside the answer, longest form first
-    hits, negated = _named_forms(raw, forms)
+    hits, negated, unsure = _named_forms(joined, forms, vocab)
+    if unsure:
+        return None  # "moderately severe": a grade between two options, not either
     if hits:
         found = set(hits.values())
         if len(found) == 1:
-            return found.pop()
+            return unless_reversed(found.pop())
         # keep the maximal forms: "severe npdr" wins over a bare "npdr" alias it contains
         maximal = {o for f, o in hits.items() if not any(f != g and f in g for g in hits)}
-        return maximal.pop() if len(maximal) == 1 else None
-    if negated:
+        return unless_reversed(maximal.pop()) if len(maximal) == 1 else None
+    if negated or not fuzzy:
         return None  # it names options only to rule them out
     close = difflib.get_close_matches(key, list(forms), n=2, cutoff=cutoff)
     if len(close) == 1 or (len(close) == 2 and forms[close[0]] == forms[close[1]]):
-        return forms[close[0]]
+        return unless_reversed(forms[close[0]])
     return None
+
+
+# Prefixes that reverse or negate a word: "unimproved", "disimproved", "abnormal", "atypical",
+# "nonspecific", "incomplete", "irregular", "immobile".
+_REVERSING = ("non", "dis", "un", "ab", "in", "ir", "im", "a")
+_PREFIX_HYPHEN = re.compile(r"\b(un|dis|ab|ir|im)-(?=[a-z])", re.IGNORECASE)
+
+
+def _reversed_words(key: str, vocab: set[str]) -> set[str]:
+    """Option words that ``key`` (normalized) names only with a reversing prefix: "unimproved" -> improved.
+
+    A word that is itself an option's word ("unchanged", "nonproliferative" where offered) is not one.
+    """
+    out: set[str] = set()
+    for word in key.split():
+        if word in vocab:
+            continue
+        for prefix in _REVERSING:
+            stem = word[len(prefix) :]
+            if word.startswith(prefix) and len(stem) >= 4 and stem in vocab:
+                out.add(stem)
+    return out
 
 
 _CLAUSE_MARK = "qqclauseqq"  # a word no option contains: clause ends survive norm()
@@ -291,22 +350,28 @@ _NEGATING_PHRASES = (
     "except",
 )
 _NEGATED_AFTER = re.compile(
-    r"^(?:(?:is|are|was|were|has been|have been) )?"
-    r"(?:absent|excluded|ruled out|unlikely|incorrect|wrong|not (?:present|seen|correct|right|likely|it)|"
-    r"not the (?:answer|case))\b"
+    r"^(?:(?:is|are|was|were|has been|have been|(?:can|could|may|might|should|must)(?: now)?(?: have)?"
+    r"(?: be| been)?) )?(?:(?:very|much|far|highly|considerably) )?"
+    r"(?:absent|excluded|ruled out|unlikely|less likely|incorrect|wrong|"
+    r"not (?:present|seen|correct|right|likely|it)|not the (?:answer|case))\b"
 )
 
 
-def _named_forms(raw: str, forms: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """Forms named inside ``raw``: (affirmed, negated), each form -> its option.
+def _named_forms(
+    raw: str, forms: Mapping[str, str], vocab: set[str]
+) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """Forms named inside ``raw``: (affirmed, negated, unsure), each form -> its option.
 
     NegEx-style scope: a negation word up to four words before the form, or a negating phrase
-    right after it, in the same clause.
+    right after it, in the same clause. Unsure: right after an adverb made of an option's word
+    ("moderately severe", "mildly moderate": a grade the options do not name), or declined to be
+    excluded ("cannot be ruled out": a hedge).
     """
     text = re.sub(r"n't\b", " not", raw, flags=re.IGNORECASE)
     key = norm(_CLAUSE_BREAK.sub(f" {_CLAUSE_MARK} ", text))
     affirmed: dict[str, str] = {}
     negated: dict[str, str] = {}
+    unsure: dict[str, str] = {}
     for form, opt in forms.items():
         if not form:
             continue
@@ -322,9 +387,22 @@ def _named_forms(raw: str, forms: Mapping[str, str]) -> tuple[dict[str, str], di
                 or _NEGATED_AFTER.match(after)
             ):
                 negated[form] = opt
+            elif (window and _grading(window[-1], vocab)) or _HEDGED_AFTER.match(after):
+                unsure[form] = opt
             else:
                 affirmed[form] = opt
-    return affirmed, negated
+    return affirmed, negated, unsure
+
+
+# "X cannot be excluded" keeps X open: a hedge, not a choice ("n't" is " not" by now: "ca not").
+_HEDGED_AFTER = re.compile(
+    r"^(?:(?:is|are) )?(?:cannot|can not|ca not|could not|may not) (?:be |yet be )?(?:excluded|ruled out)\b"
+)
+
+
+def _grading(word: str, vocab: set[str]) -> bool:
+    """Whether ``word`` is an adverb made of an option's word: "moderately", "mildly", "severely"."""
+    return word.endswith("ly") and len(word) > 4 and (word[:-2] in vocab or word[:-2] + "e" in vocab)
 
 
 def _names(rest: str, option: str, forms: dict[str, str]) -> bool:

@@ -111,36 +111,46 @@ def generation_params(
 def recipe_digest(task: str | Task) -> str:
     """A digest of the code that turns inputs into this task's prompt and reads its reply.
 
-    Part of every result key: a changed prompt or parser must not serve answers made with the old one.
+    Part of every result key: a changed reader, prompt or parser must not serve answers made with
+    the old one (the key is made before the input is read, from the file's bytes).
     """
     return _recipe_digest(type(resolve_task(task)))
 
 
+# What turns a file into the model's prompt and its reply into a result, besides the task's own class:
+# the readers, the prompt layouts (``tasks/report_prompts.py``), parsing, the thought split and generate.
+RECIPE_SOURCES = ("tasks", "inputs", "prompt.py", "thinking.py", "generate.py")
+
+
 @functools.cache
 def _recipe_digest(cls: type) -> str:
+    """sha256 over the source files themselves (read from disk, so the digest never depends on which
+    modules this process happened to import), plus any module the task class comes from outside them."""
     import hashlib
     import inspect
-    import sys
 
-    # Every class the task inherits from (a dictation report parses as cxr-report does), and the shared parts.
-    inherited = {c.__module__ for c in cls.__mro__ if c.__module__ not in ("builtins", "abc")}
-    modules = inherited | {
-        "aris.tasks.base",
-        "aris.tasks.parsing",
-        "aris.tasks.yesno",
-        "aris.prompt",
-        "aris.thinking",
-    }
+    import aris
+
+    root = Path(aris.__file__).parent
+    files: set[Path] = set()
+    for name in RECIPE_SOURCES:
+        files |= set((root / name).rglob("*.py")) if (root / name).is_dir() else {root / name}
+    for c in cls.__mro__:
+        if c.__module__ not in ("builtins", "abc"):
+            try:
+                source = inspect.getsourcefile(c)
+            except TypeError:
+                source = None
+            if source:
+                files.add(Path(source))
     h = hashlib.sha256()
-    for name in sorted(modules):
-        module = sys.modules.get(name)
+    for path in sorted(files):
+        label = str(path.relative_to(root)) if path.is_relative_to(root) else path.name
         try:
-            source = inspect.getsource(module) if module is not None else name
-        except (OSError, TypeError):  # no source (a frozen build): the module's name and Aris's version
-            from aris import __version__
-
-            source = f"{name}@{__version__}"
-        h.update(name.encode() + b"\0" + source.encode() + b"\0")
+            data = path.read_bytes()
+        except OSError:  # no source (a frozen build): the file's name and Aris's version
+            data = f"{label}@{aris.__version__}".encode()
+        h.update(label.encode() + b"\0" + data + b"\0")
     return h.hexdigest()
 
 

@@ -205,3 +205,23 @@ def test_dictation_report_as_an_mcp_tool(
     record = asyncio.run(go())
     assert record["parsed"]["impression"] == "No acute findings."
     assert record["provenance"][0]["details"]["transcript"]["words"]
+
+
+def test_a_dictation_reports_key_holds_the_transcriber_too(tiny_asr: Path, tmp_path: Path) -> None:
+    # Keyed by the generator alone, a server restarted with another ASR model served the reports the
+    # old transcriber's words had produced.
+    from fastapi.testclient import TestClient
+
+    app = create_app(
+        ServerSettings(api_key=KEY),
+        engine=FakeEngine(),
+        aris_settings=ArisSettings(home=tmp_path, asr_model=str(tiny_asr), device="cpu"),
+    )
+    with TestClient(app):
+        jobs = app.state.jobs
+        both = jobs.identity("dictation-report")
+        assert set(both) == {"transcriber", "generator"}
+        assert both["transcriber"]["weights"]  # the tiny MedASR's digest
+        assert both["generator"]["engine"] == "fake"
+        # a MedGemma-only task keeps the generator's identity itself, as batch keys it
+        assert jobs.identity("cxr-report") == both["generator"]

@@ -125,13 +125,18 @@ class JobManager:
         self.tmp = Path(tempfile.mkdtemp(prefix="aris-uploads-"))  # mkdtemp gives mode 0700
         self.runner_id = f"server-{uuid.uuid4().hex[:8]}"
         (home / "jobs").mkdir(parents=True, exist_ok=True)
-        self._identity: dict[str, Any] | None = None
+        self._identities: dict[tuple[str, ...], dict[str, Any]] = {}
 
-    def identity(self) -> dict[str, Any]:
-        """What identifies the model in result keys (weights digests: computed once, off the loop)."""
-        if self._identity is None:
-            self._identity = self.runner.engine.identity()
-        return self._identity
+    def identity(self, task: str) -> dict[str, Any]:
+        """What identifies the models a task uses in result keys (a dictation report: the transcriber
+        too), as batch keys them (weights digests: computed once per set of roles)."""
+        from aris.tasks import get_task
+
+        needs = tuple(get_task(task).needs)
+        if needs not in self._identities:
+            ids = self.runner.models.identity(needs)
+            self._identities[needs] = ids["generator"] if needs == ("generator",) else ids
+        return self._identities[needs]
 
     # -- uploads -------------------------------------------------------------------------------------
     async def save_upload(self, files: list[UploadFile], who: Principal) -> Upload:
@@ -167,7 +172,9 @@ class JobManager:
                             400, getattr(e, "public_message", str(e)), code="unsafe_archive"
                         ) from e
                     dest.unlink()
-            upload.digest = await asyncio.to_thread(_digest, upload.files())
+            # What the reader will read, names included: it skips dot-files and __MACOSX, and a FHIR
+            # folder reads only .json/.ndjson, so the same bytes under other names are another input.
+            upload.digest = await asyncio.to_thread(_digest, upload.input_path())
         except BaseException:
             shutil.rmtree(upload.root, ignore_errors=True)
             raise
@@ -339,7 +346,7 @@ class JobManager:
         from aris.store import NewItem
 
         engine = self.runner.engine
-        key = item_key(digest, task, self.identity(), {**params, "recipe": recipe_digest(task)}, question)
+        key = item_key(digest, task, self.identity(task), {**params, "recipe": recipe_digest(task)}, question)
         item = NewItem(0, key, "upload", digest, question, kind, params["read_options"], params["options"])
         view = self.store.create_job(
             task, engine.model_id, engine.kind, params, [item], kind="server", source=who.actor
@@ -609,10 +616,10 @@ class JobManager:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def _digest(paths: list[Path]) -> str:
-    from aris.batch.manifest import input_digest
+def _digest(path: Path) -> str:
+    from aris.batch.manifest import path_digest
 
-    return input_digest(paths)
+    return path_digest(path)
 
 
 def _combine(digests: list[str]) -> str:

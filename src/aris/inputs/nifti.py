@@ -15,8 +15,10 @@ from typing import Any, Literal
 
 import nibabel as nib
 import numpy as np
-from nibabel.affines import obliquity
+from nibabel.affines import apply_affine, obliquity
+from nibabel.analyze import AnalyzeHeader
 from nibabel.filebasedimages import ImageFileError
+from nibabel.nifti1 import Nifti1Header
 from nibabel.spatialimages import SpatialImage
 
 from aris.inputs.base import PreparedInput
@@ -76,6 +78,7 @@ def read_nifti(path: str | Path, *, modality: Literal["ct", "mri", "mr"] = "ct")
     if len(shape) < 3:
         raise SeriesError(path, f"a {len(shape)}D image, not a volume")
     original_axes = "".join(nib.aff2axcodes(img.affine))
+    form_details, form_warnings = _orientation_source(img, original_axes)
     try:
         if len(shape) > 3:
             extra = int(np.prod(shape[3:]))
@@ -87,6 +90,7 @@ def read_nifti(path: str | Path, *, modality: Literal["ct", "mri", "mr"] = "ct")
         raise missing_pair_error(path, e) from e
     except (OSError, EOFError, ValueError, zlib.error) as e:
         raise CorruptFileError(path, f"damaged or truncated NIfTI data ({type(e).__name__})") from e
+    warnings.extend(form_warnings)
     if np.isnan(data).any():
         fill = float(np.nanmin(data)) if not np.isnan(data).all() else 0.0
         warnings.append(f"{int(np.isnan(data).sum())} NaN voxels set to the volume minimum")
@@ -102,6 +106,7 @@ def read_nifti(path: str | Path, *, modality: Literal["ct", "mri", "mr"] = "ct")
         "voxel_size_mm": [round(float(z), 6) for z in canonical.header.get_zooms()[:3]],
         "orientation_in_file": original_axes,
         "orientation_used": "".join(nib.aff2axcodes(canonical.affine)),
+        **form_details,
         "scl_slope": slope,
         "scl_inter": inter,
         "n_slices": nz,
@@ -137,6 +142,71 @@ def read_nifti(path: str | Path, *, modality: Literal["ct", "mri", "mr"] = "ct")
         provenance=Provenance(kind=kind, sources=[str(path)], details=details, warnings=warnings),
         extra={"indices": indices},
     )
+
+
+FORM_TOLERANCE_MM = 0.1  # the qform and sform may place a corner voxel this far apart and still agree
+_AXIS_NAMES = (("L", "R", "left and right"), ("A", "P", "front and back"), ("S", "I", "head and feet"))
+
+
+def _orientation_source(img: Any, axes: str) -> tuple[dict[str, Any], list[str]]:
+    """Where the affine nibabel gave came from, and a warning when that orientation is assumed or contested.
+
+    nibabel uses the sform when its code is set, else the qform, else a default (LAS, as Analyze
+    assumed); it says nothing when it falls back to the default or when both forms are set and differ.
+    """
+    header = img.header
+    if isinstance(header, Nifti1Header):  # NIfTI-1 and NIfTI-2
+        qcode, scode = int(header["qform_code"]), int(header["sform_code"])
+        source = "sform" if scode else "qform" if qcode else "default"
+        details: dict[str, Any] = {"qform_code": qcode, "sform_code": scode, "affine_from": source}
+        if source == "default":
+            return details, [_assumed_warning("no qform/sform in the header", axes)]
+        if not (qcode and scode):
+            return details, []
+        try:
+            qform = header.get_qform()
+        except ValueError:
+            return details, ["the header's qform cannot be read; the sform was used without checking it"]
+        return details, _disagreement(qform, header.get_sform(), img.shape[:3])
+    if isinstance(header, AnalyzeHeader):  # Analyze 7.5: orientation only from an SPM .mat beside it
+        mat = getattr(img, "file_map", {}).get("mat")
+        if mat is not None and mat.filename and Path(mat.filename).is_file():
+            return {"affine_from": "SPM .mat"}, []
+        return {"affine_from": "default"}, [_assumed_warning("an Analyze header stores no orientation", axes)]
+    return {}, []
+
+
+def _assumed_warning(reason: str, axes: str) -> str:
+    return (
+        f"{reason}: orientation unknown, the voxel axes were assumed to be {axes}; "
+        "left and right may be swapped"
+    )
+
+
+def _disagreement(qform: np.ndarray, sform: np.ndarray, shape: Any) -> list[str]:
+    """A warning when the two forms turn the voxels different ways or place them apart (the sform is used)."""
+    q_axes, s_axes = nib.aff2axcodes(qform), nib.aff2axcodes(sform)
+    if q_axes != s_axes:
+        swapped = [name for a, b, name in _AXIS_NAMES if _axis_of(q_axes, a, b) != _axis_of(s_axes, a, b)]
+        return [
+            f"the header's qform ({''.join(q_axes)}) and sform ({''.join(s_axes)}) disagree on the orientation: "
+            f"the sform was used; if the qform is right, {', '.join(swapped) or 'the axes'} are swapped as shown"
+        ]
+    corners = np.array(np.meshgrid(*[[0, max(int(n) - 1, 0)] for n in shape], indexing="ij")).reshape(3, -1).T
+    gap = float(np.max(np.linalg.norm(apply_affine(qform, corners) - apply_affine(sform, corners), axis=1)))
+    if gap > FORM_TOLERANCE_MM:
+        return [
+            f"the header's qform and sform disagree (they place voxels up to {gap:.3g} mm apart): the sform was used"
+        ]
+    return []
+
+
+def _axis_of(axes: Any, a: str, b: str) -> tuple[int, str] | None:
+    """Which voxel axis runs along the a-b direction, and toward which end."""
+    for i, code in enumerate(axes):
+        if code in (a, b):
+            return i, code
+    return None
 
 
 ANISOTROPY_TOLERANCE = 0.05  # relative difference of the two in-plane voxel sizes still called square

@@ -1,4 +1,4 @@
-"""Content digests of model files, cached by (path, size, mtime) so a large checkpoint is hashed once.
+"""Content digests of model files, cached by path and file status so a large checkpoint is hashed once.
 
 Result keys must change when the weights do: a fine-tune saved over the same folder, an adapter
 retrained in place, another quantization under the same file name. A name is not enough; the bytes are.
@@ -36,10 +36,14 @@ def _load(path: Path) -> dict[str, str]:
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
-    """sha256 of a file's bytes, remembered for as long as its size and modification time stay."""
+    """sha256 of a file's bytes, remembered for as long as its inode, size, mtime and ctime stay.
+
+    Not mtime alone: ``cp -p``, ``rsync -a`` and ``tar -x`` put other weights of the same size in place
+    with the old mtime (a LoRA retrained in place has the same size). No tool can set the ctime.
+    """
     p = Path(path).resolve()
     st = p.stat()
-    key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
+    key = f"{p}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}"
     cache = _cache_file()
     with _LOCK:
         known = _load(cache).get(key)

@@ -139,3 +139,31 @@ def test_a_previous_batch_id_is_a_worklist(tmp_path: Path, images: Path) -> None
         assert job.task == "vqa"
         assert job.source == f"batch:{s.job_id}"
         assert {it.question for it in store.items(other.job_id)} == {"Is this a chest film?"}
+
+
+def test_a_file_fixed_after_it_failed_is_keyed_by_its_new_bytes_on_retry(tmp_path: Path) -> None:
+    # Kept under the key of the bytes it failed with, the fixed file's answer was then served to the
+    # next batch meeting those bytes: an empty file reported as read.
+    import numpy as np
+    from PIL import Image
+
+    first = tmp_path / "w1"
+    first.mkdir()
+    (first / "scan.png").write_bytes(b"")
+    with _store(tmp_path) as store:
+        s = run_batch(first, "cxr-report", FAKE, store=store)
+        assert s.counts["failed"] == 1
+        (failed,) = store.items(s.job_id)
+        Image.fromarray(np.full((64, 64), 200, np.uint8)).save(first / "scan.png")
+        store.retry_failed(s.job_id)
+        again = run_job(s.job_id, store=store)
+        assert again.counts["done"] == 1
+        (fixed,) = store.items(s.job_id)
+        assert fixed.input_digest != failed.input_digest
+        assert fixed.key != failed.key
+        second = tmp_path / "w2"
+        second.mkdir()
+        (second / "broken.png").write_bytes(b"")
+        other = run_batch(second, "cxr-report", FAKE, store=store)
+        assert other.counts["failed"] == 1
+        assert other.reused_now == 0

@@ -175,6 +175,29 @@ def worklist_from_job(store: Store, job_id: str) -> list[WorkItem]:
     ]
 
 
+def rekey_changed(store: Store, job: JobView) -> int:
+    """Key anew the pending items that ran before (failed and set back by ``retry``, or left by a
+    crash) whose input changed since the job was planned; returns how many. A file fixed after it
+    failed must not have its answer stored under the key of the bytes it had: a later batch that meets
+    those bytes again would be served it."""
+    changed = 0
+    identity = job.params.get("identity") or {}
+    for it in store.items(job.id, "pending"):
+        if not it.attempts:
+            continue  # never read: its planned digest is what it will read (or it changed unseen)
+        work = WorkItem.from_ref(it.input_ref, it.question, it.kind, it.options, it.task_options)
+        digest = input_digest(work.paths)
+        if digest != it.input_digest:
+            params = key_params(job.task, job.params.get("gen"), work)
+            store.rekey(it.id, item_key(digest, job.task, identity, params, it.question), digest)
+            changed += 1
+    if changed:
+        logger.info(
+            "batch %s: %d items changed on disk since they ran, keyed by their bytes now", job.id, changed
+        )
+    return changed
+
+
 def plan_job(
     store: Store,
     items: list[WorkItem],
@@ -631,6 +654,7 @@ def run_job(
                     f"(weights, adapter, quantization or settings differ) than {identity.get('model')!r} "
                     "now; run the worklist again as a new batch to use another model"
                 )
+            rekey_changed(store, job)
             runner = BatchRunner(
                 store, job, job.task, executor, slots, status, options, job.params.get("gen")
             )

@@ -192,6 +192,11 @@ class Queue(AuditLog):
                 )
             )
 
+    def rekey(self, item_id: int, key: str, input_digest: str) -> None:
+        """Give an item the key of its input as it is now (its file changed since the job was planned)."""
+        with self._tx() as s:
+            s.execute(update(Item).where(Item.id == item_id).values(key=key, input_digest=input_digest))
+
     def retry_failed(self, job_id: str) -> int:
         """failed -> pending for every failed item of the job; returns how many."""
         with self._tx() as s:

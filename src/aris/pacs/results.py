@@ -119,8 +119,15 @@ def queue(
 # -- jobs the node routed ---------------------------------------------------------------------------
 
 
-def _content_digest(instances: Sequence[str]) -> str:
-    return hashlib.sha256(("aris-node-v1\0" + "\n".join(sorted(instances))).encode()).hexdigest()
+def _content_digest(files: Sequence[Path]) -> str:
+    """The instances' names (their SOP UIDs) and bytes: an instance sent again with other pixels under
+    the same UID overwrites the inbox file, and must not keep the old answer's key."""
+    h = hashlib.sha256(b"aris-node-v2\0")
+    for f in sorted(files, key=lambda f: f.name):
+        h.update(f.name.encode() + b"\0")
+        with f.open("rb") as fh:
+            h.update(hashlib.file_digest(fh, "sha256").digest())
+    return h.hexdigest()
 
 
 def run_job(
@@ -142,11 +149,14 @@ def run_job(
     files = [inbox / p for p in job.inputs]
     try:
         engine = models.generator
-        digest = _content_digest([f.name for f in files])
+        digest = _content_digest(files)
         gen = generation_params(settings)
         as_item = WorkItem(paths=tuple(files), question=job.question, kind=job.kind, task_options=job.options)
         key = item_key(digest, job.task, engine.identity(), key_params(job.task, gen, as_item), job.question)
-        sjob = store.find_job(job.key)
+        # The routed job and the answer's key together: the same PACS job retried with another model
+        # (or other pixels) is another store job, never an item recorded under the first one's key.
+        fingerprint = hashlib.sha256(f"node-v2\0{job.key}\0{key}".encode()).hexdigest()
+        sjob = store.find_job(fingerprint)
         if sjob is None:
             ref = str(files[0].parent if len(files) > 1 else files[0])
             sjob = store.create_job(
@@ -157,7 +167,7 @@ def run_job(
                 [NewItem(0, key, ref, digest, job.question, job.kind, {}, job.options)],
                 kind="node",
                 source=f"node rule {job.rule}",
-                fingerprint=job.key,
+                fingerprint=fingerprint,
             )
         (item,) = store.items(sjob.id)
         state.set_job_links(job.id, sjob.id, key)

@@ -157,7 +157,7 @@ def test_answers_json_holds_two_real_generations(demo_run: Any) -> None:
 
 
 def test_demo_with_a_model_answers_every_study(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from aris.cli.app import app
+    from aris.cli import app  # the application with every command registered
     from aris.engines.fake import FakeEngine
 
     engine = FakeEngine(model_id="scripted-medgemma")

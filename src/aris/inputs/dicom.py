@@ -496,17 +496,70 @@ def rescale_dataset(ds: Dataset, frame: int | None = None) -> Dataset:
 
     Single-frame objects carry Rescale Slope/Intercept (or a Modality LUT) at the top level, which is
     what pydicom reads. Enhanced multi-frame objects keep them in the Pixel Value Transformation
-    functional group, which pydicom does not look into: copy them up for that frame.
+    functional group (per-frame first, then shared), which pydicom does not look into: copy them up
+    for that frame. A top-level pair is used only when no functional group holds one (a leftover of a
+    legacy converter must not override the frame's own values; :func:`rescale_state` reports both).
     """
-    if frame is None or "RescaleSlope" in ds or "ModalityLUTSequence" in ds:
+    if frame is None or "ModalityLUTSequence" in ds:
         return ds
-    slope = frame_value(ds, frame, "PixelValueTransformationSequence", "RescaleSlope")
-    intercept = frame_value(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept")
+    slope, intercept = _group_rescale(ds, frame)
+    if slope is None and intercept is None:
+        return ds
     out = Dataset()
     if slope is not None and intercept is not None:
         out.RescaleSlope = slope
         out.RescaleIntercept = intercept
     return out
+
+
+def _group_rescale(ds: Dataset, frame: int) -> tuple[Any, Any]:
+    """A frame's Rescale Slope and Intercept from its functional groups (None where absent)."""
+    slope = frame_value(ds, frame, "PixelValueTransformationSequence", "RescaleSlope")
+    intercept = frame_value(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept")
+    return (None if _blank(slope) else slope), (None if _blank(intercept) else intercept)
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str | bytes) and not value.strip())
+
+
+def pair_state(slope: Any, intercept: Any, lut: bool) -> str:
+    """How stored values become modality units: ``"lut"`` (a Modality LUT), ``"pair"`` (Rescale Slope
+    and Intercept), ``"none"`` (neither: the stored values are taken as they are), or, for a header
+    that cannot be right, ``"RescaleSlope without RescaleIntercept"`` (or the other way round)."""
+    if lut:
+        return "lut"
+    has_slope, has_intercept = not _blank(slope), not _blank(intercept)
+    if has_slope and has_intercept:
+        return "pair"
+    if not has_slope and not has_intercept:
+        return "none"
+    return "RescaleSlope without RescaleIntercept" if has_slope else "RescaleIntercept without RescaleSlope"
+
+
+def rescale_state(ds: Dataset, frame: int | None = None) -> tuple[str, bool]:
+    """The :func:`pair_state` of the rescale :func:`rescale_dataset` uses for one frame, and whether an
+    enhanced object's top-level Rescale Slope/Intercept differ from the functional group's (which is
+    the one used). Header values only: nothing is decoded."""
+    top = pair_state(ds.get("RescaleSlope"), ds.get("RescaleIntercept"), "ModalityLUTSequence" in ds)
+    if frame is None or top == "lut":
+        return top, False
+    slope, intercept = _group_rescale(ds, frame)
+    if slope is None and intercept is None:
+        return top, False
+    state = pair_state(slope, intercept, False)
+    conflict = False
+    if top == "pair" and state == "pair":
+        try:
+            conflict = (float(slope), float(intercept)) != (
+                float(ds.RescaleSlope),
+                float(ds.RescaleIntercept),
+            )
+        except (TypeError, ValueError):
+            conflict = True
+    elif top != "none":
+        conflict = True
+    return state, conflict
 
 
 # -- fast header scan -------------------------------------------------------------------------------
@@ -516,12 +569,14 @@ _SCAN_TAGS: dict[int, str] = {
     0x00080008: "ImageType",
     0x00080016: "SOPClassUID",
     0x00080060: "Modality",
+    0x00180086: "EchoNumbers",
     0x0020000E: "SeriesInstanceUID",
     0x00200011: "SeriesNumber",
     0x00200012: "AcquisitionNumber",
     0x00200013: "InstanceNumber",
     0x00200032: "ImagePositionPatient",
     0x00200037: "ImageOrientationPatient",
+    0x00200100: "TemporalPositionIdentifier",
     0x00280002: "SamplesPerPixel",
     0x00280004: "PhotometricInterpretation",
     0x00280008: "NumberOfFrames",
@@ -567,6 +622,8 @@ class HeaderSummary:
     rescale_slope: str | None
     rescale_intercept: str | None
     modality_lut: bool
+    echo: int | None = None  # EchoNumbers (the first, when several)
+    temporal: int | None = None  # TemporalPositionIdentifier
 
     @property
     def native_16bit_grey(self) -> bool:
@@ -594,10 +651,15 @@ class HeaderSummary:
             and not self.modality_lut
         )
 
+    @property
+    def rescale_state(self) -> str:
+        """:func:`pair_state` of this slice's header: "pair", "lut", "none", or what is half there."""
+        return pair_state(self.rescale_slope, self.rescale_intercept, self.modality_lut)
+
     def rescale(self) -> Dataset:
         """A Dataset holding just this slice's Rescale Slope/Intercept, for ``apply_modality_lut``."""
         ds = Dataset()
-        if self.rescale_slope is not None and self.rescale_intercept is not None:
+        if self.rescale_state == "pair":
             ds.RescaleSlope = self.rescale_slope
             ds.RescaleIntercept = self.rescale_intercept
         return ds
@@ -684,6 +746,8 @@ def scan_header(path: str | Path) -> HeaderSummary | None:
         rescale_slope=_text(values["RescaleSlope"]) if "RescaleSlope" in values else None,
         rescale_intercept=_text(values["RescaleIntercept"]) if "RescaleIntercept" in values else None,
         modality_lut="ModalityLUTSequence" in values,
+        echo=_int(_first(values.get("EchoNumbers"))),
+        temporal=_int(values.get("TemporalPositionIdentifier")),
     )
 
 
@@ -722,6 +786,11 @@ def _text(raw: bytes) -> str:
 
 def _multi(raw: bytes | None) -> list[str] | None:
     return None if raw is None else _text(raw).split("\\")
+
+
+def _first(raw: bytes | None) -> bytes | None:
+    """The first of a multi-valued element's values."""
+    return None if raw is None else raw.split(b"\\", 1)[0]
 
 
 def _us(raw: bytes | None) -> int | None:

@@ -6,13 +6,15 @@ Steps, in the recipe's order (MedGemma's CT recipe, docs/recipes.md):
    image types and unreadable files are skipped and reported.
 2. Group by SeriesInstanceUID; each multi-frame (enhanced) object contributes one slice per frame,
    placed by its per-frame Plane Position.
-3. Make each series one volume: require ImagePositionPatient, keep the largest AcquisitionNumber group
-   (unless the acquisitions tile disjoint positions: then they are one volume acquired in steps), drop
-   duplicate InstanceNumbers.
+3. Make each series one volume: drop scouts (ImageType LOCALIZER/SCOUT/TOPOGRAM) mixed into it, require
+   ImagePositionPatient, keep the largest AcquisitionNumber group (unless the acquisitions cover
+   disjoint position ranges: then they are one volume acquired in steps), drop duplicate
+   InstanceNumbers, keep the first echo / time point where several share the positions.
 4. Choose a series: CT/MR over others, non-localizer, non-DERIVED, then most slices; or the one named.
 5. Sort along the slice normal (row x column cosines), projecting ImagePositionPatient on it.
-6. Take at most 85 slices, decode only those (CT) and window them into RGB; MRI is scaled min-max over
-   the whole volume into grey.
+6. Take at most 85 slices, decode only those (CT) and window them into RGB (slices without a rescale
+   are reported: their stored values are taken as HU); MRI is scaled min-max over the whole volume
+   into grey, MONOCHROME1 slices inverted.
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ class SliceRef:
     columns: int
     series_number: int | None = None
     summary: dicom.HeaderSummary | None = None  # set by the fast scan
+    echo: float | None = None  # EchoNumbers; an enhanced MR frame's EffectiveEchoTime
+    temporal: int | None = None  # TemporalPositionIdentifier; a frame's TemporalPositionIndex
 
     def dataset(self) -> Dataset:
         """The full header (pixel data deferred), read on first use."""
@@ -114,7 +118,7 @@ class Volume:
 
     @property
     def localizer(self) -> bool:
-        return any(t in self.image_type for t in ("LOCALIZER", "SCOUT", "TOPOGRAM"))
+        return _is_localizer(self.image_type)
 
     @property
     def localizer_like(self) -> bool:
@@ -253,6 +257,8 @@ def _scan(
                     columns=summary.columns,
                     series_number=summary.series_number,
                     summary=summary,
+                    echo=summary.echo,
+                    temporal=summary.temporal,
                 )
             )
             continue
@@ -305,6 +311,8 @@ def _refs(path: Path, ds: Dataset) -> list[SliceRef]:
                 image_type=dicom.image_type(ds),
                 position=dicom.as_floats(ds.get("ImagePositionPatient"), 3),
                 orientation=dicom.as_floats(ds.get("ImageOrientationPatient"), 6),
+                echo=_first_number(ds.get("EchoNumbers")),
+                temporal=dicom.as_int(ds.get("TemporalPositionIdentifier")),
                 **common,
             )
         ]
@@ -316,6 +324,8 @@ def _refs(path: Path, ds: Dataset) -> list[SliceRef]:
         )
         position = dicom.frame_value(ds, i, "PlanePositionSequence", "ImagePositionPatient")
         orientation = dicom.frame_value(ds, i, "PlaneOrientationSequence", "ImageOrientationPatient")
+        echo = dicom.frame_value(ds, i, "MREchoSequence", "EffectiveEchoTime")
+        temporal = dicom.frame_value(ds, i, "FrameContentSequence", "TemporalPositionIndex")
         out.append(
             SliceRef(
                 frame=i,
@@ -324,10 +334,22 @@ def _refs(path: Path, ds: Dataset) -> list[SliceRef]:
                 orientation=dicom.as_floats(
                     orientation if orientation is not None else ds.get("ImageOrientationPatient"), 6
                 ),
+                echo=_first_number(echo),
+                temporal=dicom.as_int(temporal),
                 **common,
             )
         )
     return out
+
+
+def _first_number(value: Any) -> float | None:
+    """The first value of a (possibly multi-valued) number, or None."""
+    if value is not None and isinstance(value, Sequence) and not isinstance(value, str):
+        value = value[0] if len(value) else None
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _group(refs: Iterable[SliceRef]) -> dict[str, list[SliceRef]]:
@@ -342,16 +364,30 @@ def _group(refs: Iterable[SliceRef]) -> dict[str, list[SliceRef]]:
 
 def _make_volume(uid: str, refs: list[SliceRef]) -> Volume:
     first = refs[0].dataset()
+    # A scout inside the series (ImageType LOCALIZER/SCOUT/TOPOGRAM) is no slice of the volume; a
+    # series of scouts only stays one (ranked as a localizer).
+    scouts = [r for r in refs if _is_localizer(r.image_type)]
+    all_count = len(refs)
+    if scouts and len(scouts) < len(refs):
+        refs = [r for r in refs if not _is_localizer(r.image_type)]
+    else:
+        scouts = []
     types = Counter(r.image_type for r in refs)
     vol = Volume(
         series_uid=uid,
         modality=Counter(r.modality for r in refs).most_common(1)[0][0],
         slices=refs,
-        all_count=len(refs),
+        all_count=all_count,
         image_type=types.most_common(1)[0][0],
         series_number=refs[0].series_number,
         description=str(first.get("SeriesDescription") or ""),
     )
+    if scouts:
+        vol.notes.append(
+            f"{len(scouts)} localizer slice{'s' if len(scouts) != 1 else ''} (ImageType "
+            f"{'/'.join(sorted({t for r in scouts for t in r.image_type if t in _LOCALIZER_TYPES}))}) "
+            "dropped from the volume"
+        )
     # Require ImagePositionPatient (and the orientation that gives it meaning).
     placed = [r for r in refs if r.position is not None and r.orientation is not None]
     if len(placed) < len(refs):
@@ -378,6 +414,7 @@ def _make_volume(uid: str, refs: list[SliceRef]) -> Volume:
 
     placed = _one_acquisition(placed, where, vol.notes)
     placed = _drop_duplicate_instances(placed, where, vol.notes)
+    placed = _one_image_per_position(placed, where, vol.notes)
 
     sizes = Counter((r.rows, r.columns) for r in placed)
     if len(sizes) > 1:
@@ -391,6 +428,13 @@ def _make_volume(uid: str, refs: list[SliceRef]) -> Volume:
     vol.projections = [where[id(r)] for r in vol.slices]
     vol.normal = normal
     return vol
+
+
+_LOCALIZER_TYPES = ("LOCALIZER", "SCOUT", "TOPOGRAM")
+
+
+def _is_localizer(image_type: tuple[str, ...]) -> bool:
+    return any(t in image_type for t in _LOCALIZER_TYPES)
 
 
 def r_key(r: SliceRef) -> tuple[int, str, int]:
@@ -419,9 +463,11 @@ def _overlaps(a: Sequence[float], b: Sequence[float]) -> bool:
 def _one_acquisition(refs: list[SliceRef], where: dict[int, float], notes: list[str]) -> list[SliceRef]:
     """Keep the largest AcquisitionNumber group.
 
-    When the groups cover disjoint slice positions they are parts of one volume acquired in steps (a
-    sequential head CT numbers each step); the rule exists to drop REPEATED runs over the same
-    positions, so disjoint acquisitions are all kept, and the provenance says so.
+    When the groups cover disjoint ranges of slice positions they are parts of one volume acquired in
+    steps (a sequential head CT numbers each step); the rule exists to drop REPEATED runs over the
+    same range, so disjoint acquisitions are all kept, and the provenance says so. Ranges that
+    overlap at all (a repeat shifted by part of a slice interleaves with the first run, sharing no
+    position) are repeats; ranges that only touch are disjoint.
     """
     groups: dict[int | None, list[SliceRef]] = defaultdict(list)
     for r in refs:
@@ -429,8 +475,13 @@ def _one_acquisition(refs: list[SliceRef], where: dict[int, float], notes: list[
     if len(groups) < 2:
         return refs
     names = sorted(groups, key=_none_last)
+    spans = {a: (min(where[id(r)] for r in groups[a]), max(where[id(r)] for r in groups[a])) for a in names}
     places = {a: [where[id(r)] for r in groups[a]] for a in names}
-    repeated = any(_overlaps(places[a], places[b]) for i, a in enumerate(names) for b in names[i + 1 :])
+    repeated = any(
+        _spans_overlap(spans[a], spans[b]) or _overlaps(places[a], places[b])
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+    )
     if not repeated:
         notes.append(
             f"{len(groups)} acquisitions at disjoint positions kept together as one volume "
@@ -441,8 +492,14 @@ def _one_acquisition(refs: list[SliceRef], where: dict[int, float], notes: list[
     notes.append(
         f"kept AcquisitionNumber {best} ({len(groups[best])} slices), the largest; dropped "
         + ", ".join(f"{a} ({len(groups[a])})" for a in names if a != best)
+        + " (acquisitions over overlapping positions)"
     )
     return groups[best]
+
+
+def _spans_overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """True when the position ranges ``a`` and ``b`` share more than a point (SAME_PLACE_MM)."""
+    return a[0] < b[1] - SAME_PLACE_MM and b[0] < a[1] - SAME_PLACE_MM
 
 
 def _none_last(a: int | None) -> int:
@@ -486,6 +543,72 @@ def _drop_duplicate_instances(
             "(an InstanceNumber repeated at a position another slice holds)"
         )
     return kept
+
+
+def _crowded(refs: list[SliceRef], where: dict[int, float]) -> list[list[SliceRef]]:
+    """The groups of two or more slices at one position (within SAME_PLACE_MM of each other)."""
+    ordered = sorted(refs, key=lambda r: where[id(r)])
+    groups: list[list[SliceRef]] = []
+    run: list[SliceRef] = []
+    for r in ordered:
+        if run and where[id(r)] - where[id(run[-1])] >= SAME_PLACE_MM:
+            if len(run) > 1:
+                groups.append(run)
+            run = []
+        run.append(r)
+    if len(run) > 1:
+        groups.append(run)
+    return groups
+
+
+def _one_image_per_position(
+    refs: list[SliceRef], where: dict[int, float], notes: list[str]
+) -> list[SliceRef]:
+    """Keep one echo and one time point where several share the slice positions.
+
+    Echoes or time points of one acquisition are different images at the same positions: ordered by
+    position they would interleave. When EchoNumbers (an enhanced frame's EffectiveEchoTime) or
+    TemporalPositionIdentifier (TemporalPositionIndex) tells the images at a position apart, the
+    first echo / time point is kept and the rest dropped, and the provenance says so; anything else
+    still sharing a position is reported.
+    """
+    crowded = _crowded(refs, where)
+    if not crowded:
+        return refs
+    enhanced = any(r.frame is not None for r in refs)
+    for attr, label in (
+        ("echo", "EffectiveEchoTime" if enhanced else "EchoNumbers"),
+        ("temporal", "TemporalPositionIndex" if enhanced else "TemporalPositionIdentifier"),
+    ):
+        if not any(len({getattr(r, attr) for r in g}) > 1 for g in crowded):
+            continue  # this attribute does not tell the images at a position apart
+        counts = Counter(getattr(r, attr) for r in refs)
+        first = min(counts, key=_value_key)
+        refs = [r for r in refs if getattr(r, attr) == first]
+        notes.append(
+            f"images at the same positions differ by {label}: kept {label} {_shown_value(first)} "
+            f"({counts[first]} slices), dropped "
+            + ", ".join(
+                f"{_shown_value(v)} ({counts[v]})" for v in sorted(counts, key=_value_key) if v != first
+            )
+        )
+        crowded = _crowded(refs, where)
+        if not crowded:
+            return refs
+    notes.append(
+        f"{len(crowded)} position{'s' if len(crowded) != 1 else ''} hold 2+ different images "
+        f"({sum(len(g) for g in crowded)} slices; not repeats of one file, no EchoNumbers or "
+        "TemporalPositionIdentifier tells them apart): the volume interleaves them"
+    )
+    return refs
+
+
+def _shown_value(v: float | None) -> str:
+    return "none" if v is None else f"{v:g}"
+
+
+def _value_key(v: float | None) -> tuple[bool, float]:
+    return (v is None, v if v is not None else 0.0)
 
 
 # -- choosing among series --------------------------------------------------------------------------
@@ -622,13 +745,17 @@ def _render(
         "skipped": [{"file": name, "reason": why} for name, why in skipped],
     }
     rgb: list[np.ndarray]
+    rescale_notes: list[str] = []
     if kind == "ct":
+        rescale_notes = _check_rescale(chosen)
         rgb = _ct_slices(chosen, label)
         details["windows_hu"] = {"R": list(CT_WINDOWS[0]), "G": list(CT_WINDOWS[1]), "B": list(CT_WINDOWS[2])}
     else:
-        grey, (lo, hi) = _mri_slices(vol.slices, indices, label)
+        grey, (lo, hi), inverted = _mri_slices(vol.slices, indices, label)
         rgb = grey
         details["minmax"] = [lo, hi]
+        if inverted:
+            details["inverted_monochrome1"] = inverted
 
     gaps = list(np.diff(vol.projections)) if n > 1 else None
     warnings, facts = envelope_warnings(
@@ -638,6 +765,7 @@ def _render(
     if wanted and vol.modality != wanted:
         warnings.append(f"series Modality is {vol.modality}; the {kind.upper()} recipe was applied as asked")
     warnings.extend(vol.notes)
+    warnings.extend(rescale_notes)
     if skipped:
         listed = ", ".join(f"{name} ({why})" for name, why in skipped[:MAX_LISTED])
         more = f" and {len(skipped) - MAX_LISTED} more" if len(skipped) > MAX_LISTED else ""
@@ -655,6 +783,46 @@ def _render(
         provenance=Provenance(kind=kind, sources=[str(label)], details=details, warnings=warnings),
         extra={"indices": indices},
     )
+
+
+def _check_rescale(chosen: list[SliceRef]) -> list[str]:
+    """What the CT slices' headers say about turning stored values into Hounsfield units.
+
+    Header values only (the fast scan's summary, or the header already read). A slice with only one
+    of Rescale Slope and Intercept cannot be right: its file is named in the error. Slices with
+    neither (and no Modality LUT) are windowed as if their stored values were HU, which the warning
+    says; so does an enhanced object whose leftover top-level pair differs from its frames' own.
+    """
+    missing: list[SliceRef] = []
+    conflicts: list[SliceRef] = []
+    for ref in chosen:
+        if ref.summary is not None:
+            state, conflict = ref.summary.rescale_state, False
+        else:
+            state, conflict = dicom.rescale_state(ref.dataset(), ref.frame)
+        if state == "none":
+            missing.append(ref)
+        elif state not in ("pair", "lut"):
+            where = f" (frame {ref.frame + 1})" if ref.frame is not None else ""
+            raise CorruptFileError(
+                ref.path, f"the header has {state}{where}: its Hounsfield units cannot be computed"
+            )
+        if conflict:
+            conflicts.append(ref)
+    notes = []
+    if missing:
+        n = len(missing)
+        notes.append(
+            f"no RescaleSlope/RescaleIntercept in {n} slice{'s' if n != 1 else ''} of {len(chosen)} "
+            f"(e.g. {missing[0].name}): stored values taken as Hounsfield units"
+        )
+    if conflicts:
+        n = len(conflicts)
+        notes.append(
+            f"top-level RescaleSlope/RescaleIntercept differ from the Pixel Value Transformation "
+            f"functional group in {n} frame{'s' if n != 1 else ''}: the functional group's values used"
+        )
+    return notes
 
 
 def _ct_slices(chosen: list[SliceRef], label: Path) -> list[np.ndarray]:
@@ -743,10 +911,12 @@ def _domain(stored: np.ndarray) -> np.ndarray | None:
 
 def _mri_slices(
     refs: list[SliceRef], indices: list[int], label: Path
-) -> tuple[list[np.ndarray], tuple[float, float]]:
+) -> tuple[list[np.ndarray], tuple[float, float], int]:
     """Min-max over the WHOLE volume (every slice decoded, a thread per core), then the chosen slices
-    scaled one by one, so the whole volume is never held as floats at once."""
+    scaled one by one, so the whole volume is never held as floats at once. A MONOCHROME1 slice
+    (lowest value shown white) is inverted, as radiographs are; the count of those shown is returned."""
     keep = set(indices)
+    flip = [_monochrome1(refs[i]) for i in indices]
 
     def values(item: tuple[int, SliceRef]) -> tuple[float, float, np.ndarray | None]:
         i, ref = item
@@ -764,9 +934,19 @@ def _mri_slices(
     def grey(j: int) -> np.ndarray:
         v, kept[j] = kept[j], None  # each slice's values go as soon as its image exists
         assert v is not None
-        return minmax_grey(v, (lo, hi))[0]
+        out = minmax_grey(v, (lo, hi))[0]
+        if flip[j]:
+            np.subtract(255, out, out=out)
+        return out
 
-    return pmap(grey, range(len(kept))), (lo, hi)
+    return pmap(grey, range(len(kept))), (lo, hi), sum(flip)
+
+
+def _monochrome1(ref: SliceRef) -> bool:
+    """Whether a slice's header says MONOCHROME1 (header values only)."""
+    if ref.summary is not None:
+        return ref.summary.photometric == "MONOCHROME1"
+    return str(ref.dataset().get("PhotometricInterpretation") or "").strip().upper() == "MONOCHROME1"
 
 
 def _decode(ref: SliceRef) -> np.ndarray:

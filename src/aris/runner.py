@@ -126,31 +126,55 @@ RECIPE_SOURCES = ("tasks", "inputs", "prompt.py", "thinking.py", "generate.py")
 def _recipe_digest(cls: type) -> str:
     """sha256 over the source files themselves (read from disk, so the digest never depends on which
     modules this process happened to import), plus any module the task class comes from outside them."""
-    import hashlib
     import inspect
 
-    import aris
-
-    root = Path(aris.__file__).parent
-    files: set[Path] = set()
-    for name in RECIPE_SOURCES:
-        files |= set((root / name).rglob("*.py")) if (root / name).is_dir() else {root / name}
+    root, shared = _shared_sources()
+    own: set[Path] = set()
     for c in cls.__mro__:
         if c.__module__ not in ("builtins", "abc"):
             try:
                 source = inspect.getsourcefile(c)
             except TypeError:
                 source = None
-            if source:
-                files.add(Path(source))
-    h = hashlib.sha256()
-    for path in sorted(files):
-        label = str(path.relative_to(root)) if path.is_relative_to(root) else path.name
+            if source and Path(source) not in shared:
+                own.add(Path(source))
+    return _digest_files(root, {**shared, **_read_sources(root, own)})
+
+
+@functools.cache
+def _shared_sources() -> tuple[Path, dict[Path, bytes]]:
+    """The recipe files every task shares, read once per process."""
+    import aris
+
+    root = Path(aris.__file__).parent
+    files: set[Path] = set()
+    for name in RECIPE_SOURCES:
+        files |= set((root / name).rglob("*.py")) if (root / name).is_dir() else {root / name}
+    return root, _read_sources(root, files)
+
+
+def _read_sources(root: Path, files: set[Path]) -> dict[Path, bytes]:
+    import aris
+
+    out: dict[Path, bytes] = {}
+    for path in files:
         try:
-            data = path.read_bytes()
+            out[path] = path.read_bytes()
         except OSError:  # no source (a frozen build): the file's name and Aris's version
-            data = f"{label}@{aris.__version__}".encode()
-        h.update(label.encode() + b"\0" + data + b"\0")
+            out[path] = f"{_label(root, path)}@{aris.__version__}".encode()
+    return out
+
+
+def _label(root: Path, path: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else path.name
+
+
+def _digest_files(root: Path, sources: dict[Path, bytes]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted(sources):
+        h.update(_label(root, path).encode() + b"\0" + sources[path] + b"\0")
     return h.hexdigest()
 
 

@@ -34,6 +34,7 @@ from aris.eval.metrics import bootstrap_ci
 from aris.eval.protocol import Protocol, Scored, first_reply, make_protocol
 from aris.eval.published import figure
 from aris.eval.report import write_reports
+from aris.generate import was_cut
 from aris.store import JobView, Store
 
 logger = logging.getLogger(__name__)
@@ -108,8 +109,8 @@ def truncated(result: dict[str, Any], max_new_tokens: int) -> bool:
     max_new_tokens = int((result.get("params") or {}).get("max_new_tokens") or max_new_tokens)
     text = first.get("text") if steps else result.get("text")
     thought = first.get("thought") if steps else result.get("thought")
-    cut = bool(first["cut"]) if "cut" in first else used >= max_new_tokens
-    return cut or bool(thought and not (text or "").strip())
+    usage = {"completion_tokens": used, **({"cut": int(first["cut"])} if "cut" in first else {})}
+    return was_cut(usage, max_new_tokens) or bool(thought and not (text or "").strip())
 
 
 def score_items(

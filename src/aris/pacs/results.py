@@ -122,11 +122,11 @@ def queue(
 def _content_digest(files: Sequence[Path]) -> str:
     """The instances' names (their SOP UIDs) and bytes: an instance sent again with other pixels under
     the same UID overwrites the inbox file, and must not keep the old answer's key."""
+    from aris.batch.manifest import file_digest
+
     h = hashlib.sha256(b"aris-node-v2\0")
     for f in sorted(files, key=lambda f: f.name):
-        h.update(f.name.encode() + b"\0")
-        with f.open("rb") as fh:
-            h.update(hashlib.file_digest(fh, "sha256").digest())
+        h.update(f.name.encode() + b"\0" + file_digest(f).encode() + b"\0")
     return h.hexdigest()
 
 

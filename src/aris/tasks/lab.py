@@ -284,10 +284,10 @@ def parse_page(text: str) -> PageTests:
         if not isinstance(item, dict):
             errors.append(f"{label}: not an object")
             continue
-        name = canonical_item(item)[0].get("name")
         try:
             test = LabTest.model_validate(item)
         except ValidationError as e:
+            name = canonical_item(item)[0].get("name")  # the key the reply used for it, whichever
             errors.extend(
                 f"{label}{' (' + str(name) + ')' if name else ''}: "
                 f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
